@@ -1,0 +1,27 @@
+# semon: `make demo` runs the whole service on a simulated fleet; `make test` runs the test suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   set up TimescaleDB, Mosquitto and Python, then run semon on a simulated fleet"
+	@echo "make test   set up the same way and run the test suite against the real services"
+	@echo "make lint   ruff"
+	@echo "make stop   stop the TimescaleDB and Mosquitto that semon started"
+
+setup:
+	@scripts/setup-python.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	@scripts/test.sh $(ARGS)
+
+lint: setup
+	@.venv/bin/ruff check .
+
+stop: setup
+	@scripts/mosquitto.sh stop
+	@scripts/timescaledb.sh stop
+
+.PHONY: help setup demo test lint stop

@@ -1,0 +1,172 @@
+"""The `semon` command: one entry point with a subcommand per process or task."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from semon.config import SETTINGS_BY_NAME, Config, ConfigError, load_config
+from semon.db import DatabaseUnavailable, create_database, database_name, redact
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _Context:
+    """Loads the config lazily so that `semon --help` works without a valid one."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.path)
+            _setup_logging(self._config)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="config file (default: config.yaml of the repository, or SEMON_CONFIG)")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """semon: monitoring for elevators, escalators, boilers and pressure vessels."""
+    ctx.obj = _Context(config_path)
+
+
+@cli.command("config")
+@click.argument("name", required=False)
+@pass_ctx
+def show_config(ctx: _Context, name: str | None) -> None:
+    """Print one setting's value, or every setting."""
+    if name is not None:
+        if name not in SETTINGS_BY_NAME:
+            raise click.ClickException(f"unknown setting {name!r}")
+        click.echo(ctx.config[name])
+        return
+    for key, value in ctx.config.items():
+        click.echo(f"{key}: {redact(value) if key == 'database_url' else value}")
+
+
+@cli.command("create-database")
+@pass_ctx
+def create_database_cmd(ctx: _Context) -> None:
+    """Create the configured database on its server if it does not exist."""
+    url = ctx.config.database_url
+    create_database(url, database_name(url))
+    click.echo(f"database {database_name(url)} is ready")
+
+
+@cli.command()
+@pass_ctx
+def migrate(ctx: _Context) -> None:
+    """Apply the schema migrations not yet applied."""
+    from semon.migrate import migrate as run_migrations
+
+    applied = run_migrations(ctx.config.database_url)
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+
+
+@cli.command()
+@pass_ctx
+def ingest(ctx: _Context) -> None:
+    """Subscribe to sem/v1/# and store telemetry, events and status in TimescaleDB."""
+    from ingest.service import run_ingester
+    from semon.migrate import migrate as run_migrations
+
+    run_migrations(ctx.config.database_url)
+    run_ingester(ctx.config)
+
+
+@cli.command()
+@pass_ctx
+def scheduler(ctx: _Context) -> None:
+    """Run the periodic jobs: fault alerts from events, overdue inspections."""
+    from models.scheduler import run_scheduler
+    from semon.migrate import migrate as run_migrations
+
+    run_migrations(ctx.config.database_url)
+    run_scheduler(ctx.config)
+
+
+@cli.command()
+@click.option("--host", default=None, help="address to listen on (default: web_host)")
+@click.option("--port", type=int, default=None, help="port to listen on (default: web_port)")
+@pass_ctx
+def web(ctx: _Context, host: str | None, port: int | None) -> None:
+    """Serve the web UI and JSON API."""
+    from web import serve
+
+    serve(ctx.config, host=host, port=port)
+
+
+@cli.command("import-equipment")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def import_equipment(ctx: _Context, csv_file: Path) -> None:
+    """Import the equipment registry from CSV (all rows or none; re-importing changes nothing)."""
+    from semon.migrate import migrate as run_migrations
+    from semon.registry import RegistryError, import_registry_csv
+
+    run_migrations(ctx.config.database_url)
+    try:
+        summary = import_registry_csv(ctx.config, csv_file)
+    except RegistryError as exc:
+        for problem in exc.problems:
+            click.echo(f"{csv_file}:{problem}", err=True)
+        raise click.ClickException(f"{len(exc.problems)} bad row(s); nothing was imported") from None
+    click.echo(summary)
+
+
+@cli.command()
+@click.option("--scenario", default="demo", show_default=True, help="fleet scenario name or YAML file")
+@click.option("--registry-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the fleet's registry CSV here and exit")
+@click.option("--seed", type=int, default=None, help="random seed (default: simulate_seed)")
+@click.option("--interval", type=float, default=None, help="seconds between messages per monitor")
+@click.option("--duration", type=float, default=None, help="stop after this many seconds")
+@pass_ctx
+def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int | None,
+             interval: float | None, duration: float | None) -> None:
+    """Simulate a fleet of monitors publishing over MQTT, or write its registry CSV."""
+    from simulators.run import run_simulation, write_scenario_registry
+
+    seed = ctx.config.simulate_seed if seed is None else seed
+    if registry_csv is not None:
+        count = write_scenario_registry(scenario, seed, registry_csv)
+        click.echo(f"wrote {count} equipment to {registry_csv}")
+        return
+    run_simulation(ctx.config, scenario, seed=seed,
+                   interval_s=interval or ctx.config.simulate_interval_s, duration_s=duration)
+
+
+@cli.command()
+@pass_ctx
+def demo(ctx: _Context) -> None:
+    """Migrate, import the demo fleet, then run ingester, scheduler, web UI and simulator until Ctrl-C."""
+    from semon.demo import run_demo
+
+    run_demo(ctx.config, ctx.path)
+
+
+def main() -> None:
+    """Entry point: turns expected failures into one readable line and a non-zero exit."""
+    try:
+        cli(standalone_mode=True)
+    except (ConfigError, DatabaseUnavailable) as exc:
+        click.echo(f"semon: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Settings: one table of names, defaults and help; config.yaml overrides defaults, SEMON_* overrides both."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or has a value that cannot be used."""
+
+
+def _parse_bool(text: str) -> bool:
+    # Strict like healthchecks' envbool: "yes", "1" or "on" are typos waiting to happen.
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError("expected true or false")
+
+
+def _parse_positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a whole number greater than 0")
+    return value
+
+
+def _parse_port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number between 1 and 65535")
+    return value
+
+
+def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if scheme not in schemes:
+            raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+        return text
+
+    return parse
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "postgresql://semon:semon@127.0.0.1:55432/semon",
+            "PostgreSQL/TimescaleDB connection URL", _parse_url(("postgresql", "postgres"))),
+    Setting("mqtt_url", "mqtt://127.0.0.1:11883", "MQTT broker URL", _parse_url(("mqtt",))),
+    Setting("mqtt_client_id", "semon-ingest",
+            "fixed client id of the ingester, so its persistent session survives restarts", str),
+    Setting("mqtt_shared_group", "",
+            "shared-subscription group; empty subscribes to sem/v1/# directly", str),
+    Setting("mqtt_session_expiry_s", 86400,
+            "how long the broker keeps the ingester's session and queued messages", _parse_positive_int),
+    Setting("ingest_batch_size", 2000, "most messages written in one transaction", _parse_positive_int),
+    Setting("ingest_batch_ms", 200, "longest wait before a partial batch is written", _parse_positive_int),
+    Setting("ingest_buffer_size", 20000,
+            "most received but uncommitted messages held before reading pauses", _parse_positive_int),
+    Setting("ingest_retry_max_s", 30.0, "longest back-off between database retries", _parse_positive_float),
+    Setting("heartbeat_interval_s", 60.0, "interval at which monitors report", _parse_positive_float),
+    Setting("offline_after_missed_heartbeats", 3,
+            "equipment is offline after this many missed heartbeats", _parse_positive_int),
+    Setting("scheduler_interval_s", 10.0, "how often the rule jobs run", _parse_positive_float),
+    Setting("compliance_interval_s", 60.0, "how often the overdue-inspection scan runs", _parse_positive_float),
+    Setting("inspection_interval_months", 12,
+            "periodic inspection interval (TSG T7001: elevators yearly)", _parse_positive_int),
+    Setting("web_host", "127.0.0.1", "address the web UI listens on", str),
+    Setting("web_port", 8000, "port the web UI listens on", _parse_port),
+    Setting("log_level", "INFO", "logging level", _parse_choice(("DEBUG", "INFO", "WARNING", "ERROR"))),
+    Setting("simulate_interval_s", 5.0, "seconds between telemetry messages of one simulated monitor",
+            _parse_positive_float),
+    Setting("simulate_seed", 7, "random seed of the simulated fleet", int),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+ENV_PREFIX = "SEMON_"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+class Config(Mapping[str, Any]):
+    """Read-only settings, addressed as config["name"] or config.name."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (values are used as given)."""
+        unknown = set(changes) - set(SETTINGS_BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return Config({**self._values, **changes})
+
+
+def _coerce(setting: Setting, raw: Any, where: str) -> Any:
+    text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    try:
+        return setting.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {setting.name} = {raw!r}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then config.yaml (or SEMON_CONFIG / path), then SEMON_* environment variables."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(path or environ.get("SEMON_CONFIG") or DEFAULT_CONFIG_PATH)
+    values = {s.name: s.default for s in SETTINGS}
+    if config_path.exists():
+        try:
+            data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{config_path}: expected a mapping of setting names to values")
+        for name, raw in data.items():
+            if name not in SETTINGS_BY_NAME:
+                raise ConfigError(f"{config_path}: unknown setting {name!r}")
+            values[name] = _coerce(SETTINGS_BY_NAME[name], raw, str(config_path))
+    elif path is not None:
+        raise ConfigError(f"{config_path}: config file not found")
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "SEMON_CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in SETTINGS_BY_NAME:
+            values[name] = _coerce(SETTINGS_BY_NAME[name], raw, f"environment {key}")
+    return Config(values)
+
+
+def env_name(name: str) -> str:
+    """The environment variable that overrides a setting."""
+    return ENV_PREFIX + name.upper()

@@ -1,0 +1,131 @@
+"""Fixtures: a real Mosquitto on a free port and a fresh database on the real TimescaleDB server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from semon.config import Config, load_config
+from semon.db import create_database, drop_database
+from semon.migrate import migrate
+
+REPO = Path(__file__).resolve().parent.parent
+# Reference data that migrations seed; everything else is emptied between tests.
+KEEP_TABLES = {"fault_codes", "schema_migrations"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class Broker:
+    """A private Mosquitto started with the project's own config template."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        template = (REPO / "scripts" / "mosquitto.conf.in").read_text()
+        import getpass
+        conf = (template.replace("@PORT@", str(self.port)).replace("@DIR@", str(self.directory))
+                .replace("@USER@", getpass.getuser()))
+        (self.directory / "mosquitto.conf").write_text(conf)
+        self.process = subprocess.Popen(["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(listening, timeout=10, message=f"mosquitto on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> Iterator[Broker]:
+    if shutil.which("mosquitto") is None:
+        pytest.fail("mosquitto is not installed: run the tests with `make test`, which installs it")
+    server = Broker(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_config() -> Config:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def db_url(base_config: Config) -> Iterator[str]:
+    """A fresh, migrated database on the configured server, dropped at the end of the session."""
+    name = f"semon_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        url = create_database(base_config.database_url, name)
+    except Exception as exc:  # noqa: BLE001 - any failure here means no server to test against
+        pytest.fail(f"no TimescaleDB to test against ({exc}); run the tests with `make test`")
+    migrate(url)
+    yield url
+    drop_database(base_config.database_url, name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, emptied of everything but reference data."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        tables = [r["tablename"] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") if r["tablename"] not in KEEP_TABLES]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
+        yield conn
+
+
+@pytest.fixture
+def config(base_config: Config, db_url: str, broker: Broker, db) -> Config:
+    """Settings pointing at the test database and broker, with fast loops for tests."""
+    return base_config.replace(database_url=db_url, mqtt_url=broker.url,
+                               mqtt_client_id=f"semon-test-{secrets.token_hex(4)}",
+                               ingest_batch_ms=50, scheduler_interval_s=0.5, compliance_interval_s=0.5)

@@ -1,0 +1,1 @@
+"""Flask web UI and JSON API (placeholder until the web module lands)."""
