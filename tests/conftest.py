@@ -129,3 +129,17 @@ def config(base_config: Config, db_url: str, broker: Broker, db) -> Config:
     return base_config.replace(database_url=db_url, mqtt_url=broker.url,
                                mqtt_client_id=f"semon-test-{secrets.token_hex(4)}",
                                ingest_batch_ms=50, scheduler_interval_s=0.5, compliance_interval_s=0.5)
+
+
+def register_equipment(conn: psycopg.Connection, code: str, equipment_type: str = "elevator", *,
+                       district: str = "Xuhui District", firm: str = "Shenghui Elevator Service",
+                       status: str = "in_use", install_date: str | None = "2015-06-01") -> int:
+    """Insert one equipment (with its district and firm) and return its id."""
+    district_id = conn.execute("INSERT INTO districts (name) VALUES (%s) ON CONFLICT (name) DO UPDATE "
+                               "SET name = EXCLUDED.name RETURNING id", (district,)).fetchone()["id"]
+    firm_id = conn.execute("INSERT INTO maintenance_firms (name, phone) VALUES (%s, '021-5555') ON CONFLICT (name) "
+                           "DO UPDATE SET name = EXCLUDED.name RETURNING id", (firm,)).fetchone()["id"]
+    return conn.execute("""INSERT INTO equipment (code, type, district_id, firm_id, status, install_date,
+                                                  rated_speed_mps, floors)
+                           VALUES (%s, %s, %s, %s, %s, %s, 1.75, 18) RETURNING id""",
+                        (code, equipment_type, district_id, firm_id, status, install_date)).fetchone()["id"]

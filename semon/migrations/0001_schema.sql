@@ -185,7 +185,8 @@ CREATE TABLE equipment_state (
     equipment_id        integer PRIMARY KEY REFERENCES equipment (id),
     status              text CHECK (status IN ('online', 'offline')),
     status_changed_at   timestamptz,
-    last_seen           timestamptz,
+    last_seen           timestamptz,              -- server time of the last message of any kind
+    last_ts             timestamptz,              -- the monitor's ts of the values in last_values
     last_values         jsonb NOT NULL DEFAULT '{}'
 );
 

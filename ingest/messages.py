@@ -1,0 +1,223 @@
+"""Parse MQTT messages at the edge into typed values, or a rejection with a readable reason."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from semon.vocabulary import CHANNELS, CODE_PATTERN, EQUIPMENT_TYPES, TELEMETRY_FIELDS, TOPIC_ROOT, Field
+
+# A monitor clock a day ahead is broken, not skewed; its rows would sit in the future forever.
+MAX_FUTURE = timedelta(days=1)
+_BIGINT = 2**63
+_FIELDS_BY_TYPE = {t: {f.name: f for f in fields} for t, fields in TELEMETRY_FIELDS.items()}
+
+
+@dataclass(frozen=True)
+class Equipment:
+    id: int
+    code: str
+    type: str
+
+
+@dataclass(frozen=True)
+class FaultCode:
+    name: str
+    gbt_code: int | None
+    equipment_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    equipment: Equipment
+    ts: datetime
+    seq: int
+    values: dict[str, Any]     # contract fields, typed
+    extra: dict[str, Any]      # unknown fields, kept as sent
+
+
+@dataclass(frozen=True)
+class Event:
+    equipment: Equipment
+    ts: datetime
+    seq: int
+    code: str
+    state: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Status:
+    equipment: Equipment
+    status: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    topic: str
+    payload: bytes
+    reason: str
+
+
+Parsed = Telemetry | Event | Status | Rejected
+
+
+class Lookup:
+    """What parsing needs to know from the database: the equipment and the fault codes."""
+
+    def equipment(self, code: str) -> Equipment | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fault_code(self, name_or_number: str | int) -> FaultCode | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _Invalid(Exception):
+    pass
+
+
+def parse_message(topic: str, payload: bytes, lookup: Lookup, now: datetime | None = None) -> Parsed:
+    """Turn one message into Telemetry, Event or Status, or Rejected with the reason."""
+    try:
+        return _parse(topic, payload, lookup, now or datetime.now(UTC))
+    except _Invalid as exc:
+        return Rejected(topic, payload, str(exc))
+
+
+def _parse(topic: str, payload: bytes, lookup: Lookup, now: datetime) -> Parsed:
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise _Invalid(f"unknown topic: expected {TOPIC_ROOT}/<type>/<code>/<channel>")
+    _, _, equipment_type, code, channel = parts
+    if equipment_type not in EQUIPMENT_TYPES:
+        raise _Invalid(f"unknown equipment type {equipment_type!r} in topic")
+    if channel not in CHANNELS:
+        raise _Invalid(f"unknown channel {channel!r} in topic (expected {', '.join(CHANNELS)})")
+    if not CODE_PATTERN.match(code):
+        raise _Invalid(f"invalid equipment code {code!r} in topic")
+    equipment = lookup.equipment(code)
+    if equipment is None:
+        raise _Invalid(f"unknown equipment {code!r}")
+    if equipment.type != equipment_type:
+        raise _Invalid(f"equipment {code!r} is registered as {equipment.type}, not {equipment_type}")
+    if channel == "status":
+        return Status(equipment, _parse_status(payload))
+    body = _json_object(payload)
+    ts = _parse_ts(body.pop("ts", None), now)
+    seq = body.pop("seq", None)
+    if seq is None:
+        raise _Invalid("missing seq")
+    if type(seq) is not int or not 0 <= seq < _BIGINT:
+        raise _Invalid(f"seq must be a non-negative integer, got {seq!r}")
+    if channel == "telemetry":
+        values, extra = _telemetry_values(equipment_type, body)
+        return Telemetry(equipment, ts, seq, values, extra)
+    return _parse_event(equipment, ts, seq, body, lookup)
+
+
+def _parse_status(payload: bytes) -> str:
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text.startswith('"'):
+        with contextlib.suppress(ValueError):
+            text = json.loads(text)
+    if text not in ("online", "offline"):
+        raise _Invalid(f"status must be \"online\" or \"offline\", got {text[:40]!r}")
+    return text
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _Invalid("payload is not UTF-8") from None
+    except ValueError as exc:
+        raise _Invalid(f"payload is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _Invalid(f"payload must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _parse_ts(raw: Any, now: datetime) -> datetime:
+    if raw is None:
+        raise _Invalid("missing ts")
+    if type(raw) is int:
+        try:
+            ts = datetime.fromtimestamp(raw / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _Invalid(f"ts {raw} is not a valid epoch-millisecond time") from None
+    elif isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _Invalid(f"ts {raw[:40]!r} is not RFC 3339") from None
+        if ts.tzinfo is None:
+            raise _Invalid(f"ts {raw[:40]!r} has no UTC offset")
+    else:
+        raise _Invalid(f"ts must be an RFC 3339 string or epoch milliseconds, got {type(raw).__name__}")
+    if ts > now + MAX_FUTURE:
+        raise _Invalid(f"ts {ts.isoformat()} is more than a day in the future")
+    if ts.year < 2000:
+        raise _Invalid(f"ts {ts.isoformat()} is before 2000")
+    return ts
+
+
+def _check(field: Field, value: Any) -> Any:
+    kind = field.kind
+    if kind == "bool":
+        if type(value) is bool:
+            return value
+    elif kind == "int":
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        if type(value) is int:
+            if -_BIGINT <= value < _BIGINT:
+                return value
+            raise _Invalid(f"field {field.name} is out of range: {value}")
+    elif kind == "float":
+        if type(value) in (int, float) and math.isfinite(value):
+            return float(value)
+    elif kind == "enum" and value in field.choices:
+        return value
+    expected = {"bool": "true or false", "int": "an integer", "float": "a number",
+                "enum": "one of " + ", ".join(field.choices)}[kind]
+    raise _Invalid(f"field {field.name} must be {expected}, got {json.dumps(value)[:40]}")
+
+
+def _telemetry_values(equipment_type: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    fields = _FIELDS_BY_TYPE[equipment_type]
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, value in body.items():
+        field = fields.get(name)
+        if field is None:
+            extra[name] = value
+        elif value is not None:
+            values[name] = _check(field, value)
+    return values, extra
+
+
+def _parse_event(equipment: Equipment, ts: datetime, seq: int, body: dict[str, Any], lookup: Lookup) -> Event:
+    raw_code = body.get("code")
+    if raw_code is None:
+        raise _Invalid("missing code")
+    if type(raw_code) not in (str, int):
+        raise _Invalid(f"code must be a fault name or GB/T 24476 number, got {json.dumps(raw_code)[:40]}")
+    fault = lookup.fault_code(raw_code)
+    if fault is None:
+        raise _Invalid(f"unknown fault code {raw_code!r}")
+    if equipment.type not in fault.equipment_types:
+        raise _Invalid(f"fault code {fault.name!r} does not apply to {equipment.type}")
+    state = body.get("state")
+    if state not in ("raised", "cleared"):
+        raise _Invalid(f"state must be \"raised\" or \"cleared\", got {json.dumps(state)[:40]}")
+    detail = body.get("detail", {})
+    if detail is None:
+        detail = {}
+    if not isinstance(detail, dict):
+        raise _Invalid("detail must be a JSON object")
+    extra = {k: v for k, v in body.items() if k not in ("code", "state", "detail")}
+    return Event(equipment, ts, seq, fault.name, state, {**extra, **detail} if extra else detail)

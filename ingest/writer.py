@@ -1,0 +1,189 @@
+"""Write a batch of parsed messages in one transaction: COPY to staging, then insert without duplicates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
+from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table
+
+_EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
+
+
+@dataclass
+class WriteResult:
+    stored: int = 0          # rows new to the database
+    duplicates: int = 0      # telemetry/events already stored (redeliveries)
+    dead_lettered: int = 0
+    statuses: int = 0
+
+
+class DatabaseLookup(Lookup):
+    """Equipment and fault codes cached from the database; an unknown code triggers a (rate-limited) reload."""
+
+    def __init__(self, conn: psycopg.Connection, reload_interval_s: float = 5.0):
+        self._conn = conn
+        self._reload_interval_s = reload_interval_s
+        self._equipment: dict[str, Equipment] = {}
+        self._faults: dict[str, FaultCode] = {}
+        self._faults_by_number: dict[int, FaultCode] = {}
+        self._loaded_at = float("-inf")
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the registry and the fault-code table again."""
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT id, code, type FROM equipment WHERE status <> 'scrapped'")
+            self._equipment = {r["code"]: Equipment(r["id"], r["code"], r["type"]) for r in cur}
+            cur.execute("SELECT name, gbt_code, equipment_types FROM fault_codes")
+            faults = [FaultCode(r["name"], r["gbt_code"], tuple(r["equipment_types"])) for r in cur]
+        self._conn.commit()
+        self._faults = {f.name: f for f in faults}
+        self._faults_by_number = {f.gbt_code: f for f in faults if f.gbt_code is not None}
+        self._loaded_at = time.monotonic()
+
+    def _maybe_reload(self) -> None:
+        if time.monotonic() - self._loaded_at >= self._reload_interval_s:
+            self.reload()
+
+    def equipment(self, code: str) -> Equipment | None:
+        found = self._equipment.get(code)
+        if found is None:
+            self._maybe_reload()
+            found = self._equipment.get(code)
+        return found
+
+    def fault_code(self, name_or_number: str | int) -> FaultCode | None:
+        if isinstance(name_or_number, int):
+            return self._faults_by_number.get(name_or_number)
+        found = self._faults.get(name_or_number)
+        if found is None and name_or_number.isdigit():
+            found = self._faults_by_number.get(int(name_or_number))
+        return found
+
+
+class BatchWriter:
+    """Owns one connection and writes whole batches atomically."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        self._create_staging()
+
+    def _create_staging(self) -> None:
+        with self.conn.transaction():
+            for equipment_type in TELEMETRY_FIELDS:
+                table = telemetry_table(equipment_type)
+                self.conn.execute(sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                ).format(sql.Identifier("stage_" + table), sql.Identifier(table)))
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events INCLUDING DEFAULTS) "
+                              "ON COMMIT DELETE ROWS")
+
+    def write(self, batch: Sequence[Parsed]) -> WriteResult:
+        """Store telemetry, events, statuses and dead letters of the batch in one transaction."""
+        result = WriteResult()
+        telemetry: dict[str, list[Telemetry]] = {}
+        events: list[Event] = []
+        statuses: list[Status] = []
+        rejected: list[Rejected] = []
+        for item in batch:
+            if isinstance(item, Telemetry):
+                telemetry.setdefault(item.equipment.type, []).append(item)
+            elif isinstance(item, Event):
+                events.append(item)
+            elif isinstance(item, Status):
+                statuses.append(item)
+            else:
+                rejected.append(item)
+        with self.conn.transaction():
+            for equipment_type, rows in telemetry.items():
+                inserted = self._insert_telemetry(equipment_type, rows)
+                result.stored += inserted
+                result.duplicates += len(rows) - inserted
+            if events:
+                inserted = self._insert_events(events)
+                result.stored += inserted
+                result.duplicates += len(events) - inserted
+            if rejected:
+                self._insert_dead_letters(rejected)
+                result.dead_lettered = len(rejected)
+            self._update_state(telemetry, events, statuses)
+            result.statuses = len(statuses)
+        return result
+
+    def _insert_telemetry(self, equipment_type: str, rows: list[Telemetry]) -> int:
+        table = telemetry_table(equipment_type)
+        fields = [f.name for f in TELEMETRY_FIELDS[equipment_type]]
+        columns = ["ts", "equipment_id", "seq", *fields, "extra"]
+        column_sql = sql.SQL(", ").join(map(sql.Identifier, columns))
+        with self.conn.cursor() as cur:
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier("stage_" + table), column_sql)) as copy:
+                for row in rows:
+                    values = row.values
+                    copy.write_row((row.ts, row.equipment.id, row.seq, *[values.get(f) for f in fields],
+                                    Jsonb(row.extra) if row.extra else None))
+            cur.execute(sql.SQL("INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
+                                "ON CONFLICT DO NOTHING").format(
+                table=sql.Identifier(table), cols=column_sql, stage=sql.Identifier("stage_" + table)))
+            return cur.rowcount
+
+    def _insert_events(self, events: list[Event]) -> int:
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY stage_events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
+                for e in events:
+                    copy.write_row((e.ts, e.equipment.id, e.seq, e.code, e.state, Jsonb(e.detail)))
+            cols = ", ".join(_EVENT_COLUMNS)
+            cur.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM stage_events ON CONFLICT DO NOTHING")
+            return cur.rowcount
+
+    def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
+        with self.conn.cursor() as cur, cur.copy("COPY dead_letter (topic, payload, reason) FROM STDIN") as copy:
+            for r in rejected:
+                copy.write_row((r.topic, r.payload, r.reason))
+
+    def _update_state(self, telemetry: dict[str, list[Telemetry]], events: list[Event],
+                      statuses: list[Status]) -> None:
+        # One row per equipment per statement: ON CONFLICT DO UPDATE may touch a row only once.
+        latest: dict[int, tuple[datetime, dict[str, Any]]] = {}
+        for rows in telemetry.values():
+            for row in rows:
+                current = latest.get(row.equipment.id)
+                if current is None or row.ts >= current[0]:
+                    merged = {**current[1], **row.values} if current else dict(row.values)
+                    latest[row.equipment.id] = (row.ts, merged)
+                else:
+                    latest[row.equipment.id] = (current[0], {**row.values, **current[1]})
+        seen = set(latest) | {e.equipment.id for e in events}
+        status_of = {s.equipment.id: s.status for s in statuses}  # the last one received wins
+        ids = sorted(seen | set(status_of))  # a fixed order keeps two ingesters from deadlocking
+        if not ids:
+            return
+        # Telemetry or an event is proof of life even when the monitor skipped its "online" status.
+        params = [(i, status_of.get(i, "online"), latest[i][0] if i in latest else None,
+                   Jsonb(latest[i][1]) if i in latest else Jsonb({})) for i in ids]
+        with self.conn.cursor() as cur:
+            cur.executemany("""
+                INSERT INTO equipment_state AS s (equipment_id, status, status_changed_at, last_seen, last_ts,
+                                                  last_values)
+                VALUES (%s, %s::text, CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, now(), %s, %s)
+                ON CONFLICT (equipment_id) DO UPDATE SET
+                    status = COALESCE(EXCLUDED.status, s.status),
+                    status_changed_at = CASE WHEN EXCLUDED.status IS NOT NULL
+                                              AND EXCLUDED.status IS DISTINCT FROM s.status
+                                         THEN now() ELSE s.status_changed_at END,
+                    last_seen = now(),
+                    last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),
+                    last_values = CASE WHEN EXCLUDED.last_ts IS NULL THEN s.last_values
+                                       WHEN s.last_ts IS NULL OR EXCLUDED.last_ts >= s.last_ts
+                                       THEN s.last_values || EXCLUDED.last_values
+                                       ELSE EXCLUDED.last_values || s.last_values END
+            """, [(i, st, st, ts, values) for i, st, ts, values in params])

@@ -1,0 +1,71 @@
+"""The scheduler: periodic jobs, each run under a PostgreSQL advisory lock so replicas never overlap."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from models.fault_events import process_fault_events
+from models.inspections import scan_overdue_inspections
+from semon.config import Config
+from semon.db import DatabaseUnavailable, connect
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[psycopg.Connection, datetime], object]
+
+
+def run_locked(config: Config, name: str, job: Job, now: datetime | None = None) -> object | None:
+    """Run `job` in one transaction if no other replica holds its lock; None when skipped."""
+    key = zlib.crc32(name.encode())  # a stable lock key per job name
+    try:
+        with connect(config.database_url) as conn, conn.transaction():
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (key,)).fetchone()["ok"]
+            if not locked:
+                log.debug("%s: another replica is running it", name)
+                return None
+            return job(conn, now or datetime.now(UTC))
+    except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+        log.warning("%s: database unavailable (%s); will retry on the next run", name, str(exc).strip()[:200])
+        return None
+
+
+def job_table(config: Config) -> dict[str, tuple[Job, float]]:
+    """Each job with its interval in seconds."""
+    months = config.inspection_interval_months
+    return {
+        "fault_events": (process_fault_events, config.scheduler_interval_s),
+        "overdue_inspections": (
+            lambda conn, now: scan_overdue_inspections(conn, now.date(), now, months), config.compliance_interval_s),
+    }
+
+
+def make_scheduler(config: Config) -> BackgroundScheduler:
+    """A scheduler with every job registered; not started."""
+    scheduler = BackgroundScheduler(timezone=UTC)
+    for name, (job, interval) in job_table(config).items():
+        scheduler.add_job(run_locked, "interval", seconds=interval, args=(config, name, job), id=name,
+                          name=name, next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
+    return scheduler
+
+
+def run_scheduler(config: Config) -> None:
+    """Run the jobs until SIGINT or SIGTERM."""
+    connect(config.database_url).close()  # fail fast with a readable line if the database is not there
+    scheduler = make_scheduler(config)
+    stopped = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.append(True))
+    scheduler.start()
+    log.info("scheduler running: %s", ", ".join(j.id for j in scheduler.get_jobs()))
+    try:
+        while not stopped:
+            signal.pause()
+    finally:
+        scheduler.shutdown(wait=True)

@@ -1,0 +1,107 @@
+"""The ingester against a real Mosquitto and a real TimescaleDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ingest.service import Ingester
+from tests.conftest import register_equipment, wait_until
+from tests.mqtt_helpers import Publisher
+
+TS = "2026-11-22T08:00:00+08:00"
+
+
+@pytest.fixture
+def ingester(config) -> Iterator[Ingester]:
+    running = Ingester(config)
+    running.start()
+    assert running.wait_connected(10), "ingester did not connect to the broker"
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def publisher(broker) -> Iterator[Publisher]:
+    pub = Publisher(broker.url)
+    yield pub
+    pub.close()
+
+
+def count(db, sql: str, *params) -> int:
+    return db.execute(sql, params).fetchone()["n"]
+
+
+def test_it_stores_telemetry_with_typed_columns_and_extra_fields(db, ingester, publisher):
+    eid = register_equipment(db, "EL-0001")
+    publisher.publish("sem/v1/elevator/EL-0001/telemetry",
+                      {"ts": TS, "seq": 1, "floor": 5, "door": "closed", "occupied": True, "speed_mps": 0,
+                       "run_count": 1200, "cabin_co2_ppm": 612})
+    row = wait_until(lambda: db.execute("SELECT * FROM telemetry_elevator WHERE equipment_id = %s",
+                                        (eid,)).fetchone(), message="the telemetry row")
+    assert (row["floor"], row["door"], row["occupied"], row["run_count"]) == (5, "closed", True, 1200)
+    assert row["extra"] == {"cabin_co2_ppm": 612}
+    state = db.execute("SELECT * FROM equipment_state WHERE equipment_id = %s", (eid,)).fetchone()
+    assert state["status"] == "online" and state["last_values"]["floor"] == 5
+
+
+def test_it_stores_a_redelivered_message_once(db, ingester, publisher):
+    eid = register_equipment(db, "EL-0002")
+    message = {"ts": TS, "seq": 9, "floor": 1}
+    for _ in range(3):
+        publisher.publish("sem/v1/elevator/EL-0002/telemetry", message)
+    publisher.publish("sem/v1/elevator/EL-0002/telemetry", {"ts": TS, "seq": 10, "floor": 2})
+    wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 10") == 1,
+               message="the last message")
+    wait_until(lambda: ingester.totals.duplicates == 2, message="duplicates counted")
+    assert count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE equipment_id = %s", eid) == 2
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    ("sem/v1/elevator/EL-0003/telemetry", b"\x00not json at all", "payload is not JSON"),
+    ("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 1, "floor": "third"}, "field floor must be an integer"),
+    ("sem/v1/elevator/EL-9999/telemetry", {"ts": TS, "seq": 1, "floor": 3}, "unknown equipment 'EL-9999'"),
+    ("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 1, "run_count": 2**70}, "run_count"),
+])
+def test_it_dead_letters_bad_messages_and_keeps_running(db, ingester, publisher, topic, payload, reason):
+    register_equipment(db, "EL-0003")
+    publisher.publish(topic, payload)
+    dead = wait_until(lambda: db.execute("SELECT topic, payload, reason FROM dead_letter").fetchone(),
+                      message="the dead letter")
+    assert dead["topic"] == topic and reason in dead["reason"]
+    if isinstance(payload, bytes):
+        assert bytes(dead["payload"]) == payload
+    publisher.publish("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 2, "floor": 4})
+    wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 2") == 1,
+               message="a good message after the bad one")
+
+
+def test_it_stores_events_and_status(db, ingester, publisher):
+    eid = register_equipment(db, "EL-0004")
+    publisher.publish("sem/v1/elevator/EL-0004/event",
+                      {"ts": TS, "seq": 3, "code": 90, "state": "raised", "detail": {"floor": 2}})
+    event = wait_until(lambda: db.execute("SELECT * FROM events").fetchone(), message="the event")
+    assert (event["code"], event["state"], event["detail"]) == ("alarm_button", "raised", {"floor": 2})
+    publisher.publish("sem/v1/elevator/EL-0004/status", "offline", retain=True)
+    wait_until(lambda: db.execute("SELECT status FROM equipment_state WHERE equipment_id = %s AND "
+                                  "status = 'offline'", (eid,)).fetchone(), message="offline status")
+    publisher.publish("sem/v1/elevator/EL-0004/status", b"", retain=True)  # clear the retained status
+
+
+def test_it_redelivers_what_was_not_committed_after_a_restart(db, config, publisher):
+    """Messages published while the ingester is down wait in its persistent session."""
+    register_equipment(db, "EL-0005")
+    first = Ingester(config)
+    first.start()
+    assert first.wait_connected(10)
+    first.stop()
+    for seq in range(50):
+        publisher.publish("sem/v1/elevator/EL-0005/telemetry", {"ts": TS, "seq": seq, "floor": seq % 10})
+    second = Ingester(config)
+    second.start()
+    try:
+        wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator") == 50, timeout=15,
+                   message="all 50 queued messages")
+    finally:
+        second.stop()
