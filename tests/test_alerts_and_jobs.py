@@ -1,0 +1,114 @@
+"""Alerts and the scheduler's jobs against the real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from alerts.store import raise_alert, resolve_alert
+from models.fault_events import process_fault_events
+from models.inspections import scan_overdue_inspections
+from models.scheduler import run_locked
+from tests.conftest import register_equipment
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def alerts(db, **where):
+    clause = " AND ".join(f"{k} = %({k})s" for k in where) or "true"
+    return db.execute(f"SELECT * FROM alerts WHERE {clause} ORDER BY id", where).fetchall()
+
+
+def add_event(db, equipment_id: int, code: str, state: str, ts: datetime, seq: int, received: datetime = NOW):
+    db.execute("INSERT INTO events (ts, equipment_id, seq, code, state, detail, received_at) "
+               "VALUES (%s, %s, %s, %s, %s, '{}', %s)", (ts, equipment_id, seq, code, state, received))
+
+
+def test_a_repeat_counts_on_the_one_open_alert(db):
+    eid = register_equipment(db, "EL-A1")
+    first = raise_alert(db, equipment_id=eid, kind="entrapment", source="device", severity="critical",
+                        message="trapped", seen_at=NOW)
+    again = raise_alert(db, equipment_id=eid, kind="entrapment", source="device", severity="critical",
+                        message="trapped", seen_at=NOW + timedelta(minutes=1))
+    assert (first.event, again.event, first.alert_id) == ("raised", "repeated", again.alert_id)
+    [alert] = alerts(db)
+    assert alert["count"] == 2 and alert["last_seen"] == NOW + timedelta(minutes=1)
+    assert alert["firm_id"] is not None
+    resolve_alert(db, equipment_id=eid, kind="entrapment", resolved_at=NOW + timedelta(minutes=5))
+    raise_alert(db, equipment_id=eid, kind="entrapment", source="device", severity="critical",
+                message="trapped again", seen_at=NOW + timedelta(hours=1))
+    assert [a["state"] for a in alerts(db)] == ["resolved", "open"]
+    events = [r["event"] for r in db.execute("SELECT event FROM notifications ORDER BY id")]
+    assert events == ["raised", "resolved", "raised"]
+
+
+def test_the_database_refuses_a_second_open_alert(db):
+    eid = register_equipment(db, "EL-A2")
+    db.execute("INSERT INTO alerts (equipment_id, kind, source, severity) VALUES (%s, 'overspeed', 'rule', 'high')",
+               (eid,))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute("INSERT INTO alerts (equipment_id, kind, source, severity) "
+                   "VALUES (%s, 'overspeed', 'rule', 'high')", (eid,))
+
+
+def test_fault_events_open_and_resolve_alerts(db):
+    eid = register_equipment(db, "EL-A3")
+    add_event(db, eid, "entrapment", "raised", NOW - timedelta(minutes=10), 1, received=NOW - timedelta(minutes=9))
+    add_event(db, eid, "door_close_failure", "raised", NOW - timedelta(minutes=8), 2,
+              received=NOW - timedelta(minutes=7))
+    assert process_fault_events(db, NOW) == 2
+    assert {(a["kind"], a["state"], a["severity"]) for a in alerts(db)} == {
+        ("entrapment", "open", "critical"), ("door_close_failure", "open", "medium")}
+    add_event(db, eid, "entrapment", "cleared", NOW + timedelta(minutes=1), 3, received=NOW + timedelta(minutes=1))
+    assert process_fault_events(db, NOW + timedelta(minutes=2)) == 1
+    assert alerts(db, kind="entrapment")[0]["state"] == "resolved"
+    # Nothing is read twice: the cursor moved past what was processed.
+    assert process_fault_events(db, NOW + timedelta(minutes=3)) == 0
+    assert alerts(db, kind="door_close_failure")[0]["count"] == 1
+
+
+def test_a_clear_delivered_before_its_raise_leaves_no_open_alert(db):
+    eid = register_equipment(db, "EL-A4")
+    add_event(db, eid, "overspeed", "cleared", NOW - timedelta(minutes=5), 2, received=NOW - timedelta(minutes=4))
+    process_fault_events(db, NOW)
+    add_event(db, eid, "overspeed", "raised", NOW - timedelta(minutes=6), 1, received=NOW)
+    process_fault_events(db, NOW + timedelta(minutes=1))
+    [alert] = alerts(db)
+    assert alert["state"] == "resolved"
+
+
+def test_overdue_inspections_raise_once_and_resolve_when_inspected(db):
+    overdue = register_equipment(db, "EL-A5")
+    in_date = register_equipment(db, "EL-A6")
+    suspended = register_equipment(db, "EL-A7", status="suspended")
+    for eid, due in ((overdue, date(2026, 11, 1)), (in_date, date(2027, 3, 1)), (suspended, date(2026, 1, 1))):
+        db.execute("INSERT INTO inspections (equipment_id, performed_on, next_due) VALUES (%s, %s, %s)",
+                   (eid, due.replace(year=due.year - 1), due))
+    assert scan_overdue_inspections(db, NOW.date(), NOW) == (1, 0)
+    assert scan_overdue_inspections(db, NOW.date(), NOW) == (1, 0)
+    [alert] = alerts(db)
+    assert (alert["equipment_id"], alert["kind"], alert["count"]) == (overdue, "inspection_overdue", 1)
+    assert "2026-11-01" in alert["message"]
+    db.execute("INSERT INTO inspections (equipment_id, performed_on, next_due) VALUES (%s, '2026-11-20', "
+               "'2027-11-20')", (overdue,))
+    assert scan_overdue_inspections(db, NOW.date(), NOW) == (0, 1)
+    assert alerts(db)[0]["state"] == "resolved"
+
+
+def test_never_inspected_equipment_falls_due_a_year_after_installation(db):
+    register_equipment(db, "EL-A8", install_date="2025-11-01")
+    register_equipment(db, "EL-A9", install_date="2026-01-15")
+    scan_overdue_inspections(db, NOW.date(), NOW)
+    assert [a["message"] for a in alerts(db)] == ["periodic inspection overdue since 2026-11-01"]
+
+
+def test_a_job_is_skipped_while_another_replica_holds_its_lock(config, db):
+    import zlib
+
+    with psycopg.connect(config.database_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (zlib.crc32(b"fault_events"),))
+        assert run_locked(config, "fault_events", lambda conn, now: "ran") is None
+        other.execute("SELECT pg_advisory_unlock(%s)", (zlib.crc32(b"fault_events"),))
+    assert run_locked(config, "fault_events", lambda conn, now: "ran") == "ran"
