@@ -22,22 +22,36 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
 def _parse_positive_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if value <= 0:
         raise ValueError("must be greater than 0")
     return value
 
 
 def _parse_positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value <= 0:
         raise ValueError("must be a whole number greater than 0")
     return value
 
 
 def _parse_port(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 < value < 65536:
         raise ValueError("must be a port number between 1 and 65535")
     return value
@@ -97,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "INFO", "logging level", _parse_choice(("DEBUG", "INFO", "WARNING", "ERROR"))),
     Setting("simulate_interval_s", 5.0, "seconds between telemetry messages of one simulated monitor",
             _parse_positive_float),
-    Setting("simulate_seed", 7, "random seed of the simulated fleet", int),
+    Setting("simulate_seed", 7, "random seed of the simulated fleet", _int),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
