@@ -1,1 +1,43 @@
-"""Flask web UI and JSON API (placeholder until the web module lands)."""
+"""Flask web UI and JSON API: equipment register, hazards, health; built by create_app(config)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from flask import Flask
+from werkzeug.serving import run_simple
+
+from semon.config import Config
+from web import db, equipment, errors, formatting, hazards, health, jsonapi
+
+
+def create_app(config: Config) -> Flask:
+    """Build the app for a semon Config; touches no database until the first request needs one."""
+    app = Flask(__name__)
+    app.config["SEMON"] = config
+    app.json = jsonapi.JSONProvider(app)
+    db.init_app(app, config.database_url)
+    formatting.register(app)
+    errors.register(app)
+    app.register_blueprint(equipment.bp)
+    app.register_blueprint(hazards.bp)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+    """Serve the app on web_host:web_port (or the given host and port) until interrupted."""
+    app = create_app(config)
+    if threading.current_thread() is threading.main_thread():
+        # `semon demo` and service managers stop us with SIGTERM: exit through the finally below so
+        # the pool's connections are closed rather than dropped.
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
+    try:
+        # werkzeug's threaded server suffices for one machine; a bigger deployment puts the same
+        # create_app behind a WSGI server with more workers (DESIGN.md: the web app is stateless).
+        run_simple(host or config.web_host, config.web_port if port is None else port, app,
+                   threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        db.close_pool(app)
