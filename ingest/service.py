@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -17,7 +16,7 @@ from paho.mqtt.properties import Properties
 
 from ingest.messages import Rejected, parse_message
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
-from semon.config import Config
+from semon.config import Config, mqtt_address
 from semon.db import DatabaseUnavailable, connect, redact
 from semon.vocabulary import TOPIC_ROOT
 
@@ -31,14 +30,6 @@ class Received:
     qos: int
     topic: str
     payload: bytes
-
-
-def broker_address(url: str) -> tuple[str, int]:
-    """Host and port of an mqtt:// URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ValueError(f"not an mqtt://host:port URL: {url}")
-    return parts.hostname, parts.port or 1883
 
 
 def subscription_topic(config: Config) -> str:
@@ -179,12 +170,15 @@ class Ingester:
 
     def start(self) -> None:
         """Connect (retrying in the background) and start writing."""
-        host, port = broker_address(self.config.mqtt_url)
+        address = mqtt_address(self.config.mqtt_url)
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.mqtt_session_expiry_s
         self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer_thread.start()
-        self.client.connect_async(host, port, keepalive=30, clean_start=False, properties=connect_properties)
+        self.client.connect_async(address.host, address.port, keepalive=30, clean_start=False,
+                                  properties=connect_properties)
         self.client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:

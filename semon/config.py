@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -187,3 +188,20 @@ def load_config(path: str | os.PathLike[str] | None = None,
 def env_name(name: str) -> str:
     """The environment variable that overrides a setting."""
     return ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class MqttAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def mqtt_address(url: str) -> MqttAddress:
+    """Host, port, user and password of an mqtt://[user[:password]@]host[:port] URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ConfigError(f"not an mqtt://host:port URL: {url}")
+    return MqttAddress(parts.hostname, parts.port or 1883, unquote(parts.username) if parts.username else None,
+                       unquote(parts.password) if parts.password else None)

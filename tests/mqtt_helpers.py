@@ -7,7 +7,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ingest.service import broker_address
+from semon.config import mqtt_address
 
 
 class Publisher:
@@ -15,8 +15,8 @@ class Publisher:
 
     def __init__(self, url: str, client_id: str = ""):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        host, port = broker_address(url)
-        self.client.connect(host, port)
+        address = mqtt_address(url)
+        self.client.connect(address.host, address.port)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: Any, qos: int = 1, retain: bool = False) -> None:

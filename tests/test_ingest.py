@@ -67,7 +67,8 @@ def test_it_stores_a_redelivered_message_once(db, ingester, publisher):
 def test_it_dead_letters_bad_messages_and_keeps_running(db, ingester, publisher, topic, payload, reason):
     register_equipment(db, "EL-0003")
     publisher.publish(topic, payload)
-    dead = wait_until(lambda: db.execute("SELECT topic, payload, reason FROM dead_letter").fetchone(),
+    dead = wait_until(lambda: db.execute("SELECT topic, payload, reason FROM dead_letter WHERE topic = %s",
+                                         (topic,)).fetchone(),
                       message="the dead letter")
     assert dead["topic"] == topic and reason in dead["reason"]
     if isinstance(payload, bytes):

@@ -1,0 +1,62 @@
+"""`semon demo` end to end: the simulated fleet is listed and hazards appear; Ctrl-C stops every part."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Broker, free_port, wait_until
+
+
+def get_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def own_broker(tmp_path) -> Iterator[Broker]:
+    """A broker of its own: the demo leaves its fleet's retained statuses behind."""
+    (tmp_path / "broker").mkdir()
+    server = Broker(tmp_path / "broker")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, own_broker, tmp_path):
+    port = free_port()
+    env = {**os.environ, "SEMON_DATABASE_URL": config.database_url, "SEMON_MQTT_URL": own_broker.url,
+           "SEMON_WEB_PORT": str(port), "SEMON_VAR": str(tmp_path), "SEMON_SCHEDULER_INTERVAL_S": "1",
+           "SEMON_COMPLIANCE_INTERVAL_S": "5", "SEMON_MQTT_CLIENT_ID": "semon-demo-test"}
+    demo = subprocess.Popen([sys.executable, "-m", "semon.cli", "demo"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        listing = wait_until(lambda: (get_json(f"{base}/api/equipment?limit=1000") or {}).get("items"),
+                             timeout=60, message="the equipment list")
+        assert len(listing) >= 55
+        assert {item["type"] for item in listing} >= {"elevator", "boiler"}
+        assert len({item["district"] for item in listing}) >= 2
+        wait_until(lambda: db.execute("SELECT count(*) AS n FROM telemetry_elevator").fetchone()["n"] >= 50,
+                   timeout=60, message="telemetry stored from the simulated elevators")
+        hazards = wait_until(lambda: (get_json(f"{base}/api/hazards") or {}).get("items"), timeout=60,
+                             message="open hazards")
+        assert any(h["kind"] == "inspection_overdue" for h in hazards)
+        wait_until(lambda: any(h["source"] == "device" for h in (get_json(f"{base}/api/hazards") or {})["items"]),
+                   timeout=90, message="a device-reported fault as an open hazard")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, output
+    assert "semon demo is running" in output
+    assert get_json(f"{base}/healthz") is None, "the web UI still answers after Ctrl-C"

@@ -1,0 +1,67 @@
+"""End to end: a simulated elevator publishes through the real broker, the real ingester stores it in the
+real TimescaleDB, the fault it raises becomes an open alert, and the hazards JSON endpoint lists it."""
+
+from __future__ import annotations
+
+import threading
+
+from ingest.service import Ingester
+from models.fault_events import SETTLE, process_fault_events
+from models.scheduler import run_locked
+from semon.registry import import_registry_csv
+from simulators.run import run_simulation, write_scenario_registry
+from tests.conftest import wait_until
+from web import create_app
+
+SCENARIO = """
+name: one-elevator
+utc_offset: "+08:00"
+old_install_share: 0
+districts:
+  - name: Xuhui District
+    code: D1
+    equipment: {elevator: 1}
+    sites:
+      - {use_unit: "Tianping Garden Property Management", address: "88 Tianping Road", kind: residential,
+         floors: 18, hosts: [elevator]}
+firms:
+  - {name: "Huasheng Elevator Maintenance Co., Ltd.", phone: "021-64321000", serves: [elevator]}
+overdue_inspection: []
+suspended: []
+faults:
+  - {at_s: 1, equipment: EL-D1-0001, fault: entrapment}
+"""
+
+
+def test_a_simulated_entrapment_becomes_an_open_hazard(config, db, tmp_path):
+    scenario = tmp_path / "one-elevator.yaml"
+    scenario.write_text(SCENARIO)
+    registry = tmp_path / "registry.csv"
+    assert write_scenario_registry(str(scenario), 7, registry) == 1
+    import_registry_csv(config, registry)
+
+    ingester = Ingester(config)
+    ingester.start()
+    stop = threading.Event()
+    simulator = threading.Thread(target=run_simulation, args=(config, str(scenario)),
+                                 kwargs={"seed": 7, "interval_s": 0.5, "duration_s": 30, "stop_event": stop})
+    simulator.start()
+    try:
+        event = wait_until(lambda: db.execute("SELECT * FROM events").fetchone(), timeout=20,
+                           message="the entrapment event stored")
+        assert (event["code"], event["state"]) == ("entrapment", "raised")
+        trapped = wait_until(lambda: db.execute(
+            "SELECT * FROM telemetry_elevator WHERE ts > %s ORDER BY ts LIMIT 1", (event["ts"],)).fetchone(),
+            timeout=10, message="telemetry after the fault")
+        assert trapped["occupied"] and trapped["door"] == "closed" and trapped["speed_mps"] == 0
+    finally:
+        stop.set()
+        simulator.join(30)
+        ingester.stop()
+
+    # The scheduler's job, run as the scheduler runs it, once the events have settled.
+    run_locked(config, "fault_events", process_fault_events, now=event["received_at"] + SETTLE * 2)
+    hazards = create_app(config).test_client().get("/api/hazards").get_json()["items"]
+    assert [(h["equipment_code"], h["kind"], h["severity"], h["state"]) for h in hazards] == [
+        ("EL-D1-0001", "entrapment", "critical", "open")]
+    assert hazards[0]["firm"] == "Huasheng Elevator Maintenance Co., Ltd."
