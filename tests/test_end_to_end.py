@@ -11,6 +11,7 @@ from models.scheduler import run_locked
 from semon.registry import import_registry_csv
 from simulators.run import run_simulation, write_scenario_registry
 from tests.conftest import wait_until
+from tests.mqtt_helpers import Publisher
 from web import create_app
 
 SCENARIO = """
@@ -58,6 +59,9 @@ def test_a_simulated_entrapment_becomes_an_open_hazard(config, db, tmp_path):
         stop.set()
         simulator.join(30)
         ingester.stop()
+        clear = Publisher(config.mqtt_url)
+        clear.publish("sem/v1/elevator/EL-D1-0001/status", b"", retain=True)  # leave the shared broker clean
+        clear.close()
 
     # The scheduler's job, run as the scheduler runs it, once the events have settled.
     run_locked(config, "fault_events", process_fault_events, now=event["received_at"] + SETTLE * 2)
