@@ -49,6 +49,9 @@ def run_demo(config: Config, config_path: str | None) -> None:
     count = write_scenario_registry("demo", config.simulate_seed, registry)
     print(f"demo fleet: {count} equipment; {import_registry_csv(config, registry)}", flush=True)
 
+    # Ctrl-C and SIGTERM both mean "stop cleanly": the parts run in their own sessions and only we stop them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     base = [sys.executable, "-m", "semon.cli"] + (["--config", config_path] if config_path else [])
     children: dict[str, subprocess.Popen] = {}
     logs = {}
@@ -89,6 +92,10 @@ Press Ctrl-C to stop.
         _stop(children)
         for log in logs.values():
             log.close()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(children: dict[str, subprocess.Popen]) -> None:
