@@ -12,7 +12,8 @@ cleanup() {
     [ "$db_state" = started ] && scripts/timescaledb.sh stop
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C is how a demo ends: a clean stop, not an error.
+trap 'exit 0' INT TERM
 
 db_state=$(scripts/timescaledb.sh start) || exit 1
 mqtt_state=$(scripts/mosquitto.sh start) || exit 1
