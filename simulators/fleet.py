@@ -8,15 +8,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+# The column order `semon import-equipment` reads; an empty cell means "not given".
+from semon.registry import COLUMNS as REGISTRY_COLUMNS
+from semon.registry import add_months
 from semon.vocabulary import EQUIPMENT_TYPES
 from simulators.scenario import Scenario, Site, equipment_code
-
-# The column order `semon import-equipment` reads; an empty cell means "not given".
-REGISTRY_COLUMNS = (
-    "code", "type", "district", "address", "use_unit", "maintenance_firm", "maintenance_firm_phone",
-    "install_date", "status", "rated_speed_mps", "rated_load_kg", "floors", "rated_pressure_mpa",
-    "rated_capacity_tph", "last_inspection_on",
-)
 
 # Elevator rated loads by building kind: hospitals need bed lifts, homes rarely more than 1000 kg.
 _ELEVATOR_LOADS_KG = {
@@ -78,7 +74,7 @@ def build_fleet(scenario: Scenario, seed: int, today: date) -> list[Equipment]:
             else:
                 age_days = rng.randint(2 * 365, 14 * 365)
             if code in scenario.overdue_inspection:
-                last_inspection = _months_before(today, rng.randint(13, 19)) - timedelta(days=rng.randint(1, 27))
+                last_inspection = add_months(today, -rng.randint(13, 19)) - timedelta(days=rng.randint(1, 27))
             else:
                 # Up to 355 days ago, so a few fall due within the next days ("due soon").
                 last_inspection = today - timedelta(days=rng.randint(10, 355))
@@ -113,12 +109,6 @@ def _ratings(kind: str, site: Site, rng: random.Random) -> dict[str, float | int
         pressure = rng.choice((1.0, 1.25)) if capacity <= 4 else rng.choice((1.6, 2.5))
         return {"rated_pressure_mpa": pressure, "rated_capacity_tph": capacity}
     return {"rated_pressure_mpa": rng.choice((0.8, 1.0, 1.6))}
-
-
-def _months_before(day: date, months: int) -> date:
-    month_index = day.year * 12 + day.month - 1 - months
-    year, month = divmod(month_index, 12)
-    return date(year, month + 1, min(day.day, 28))
 
 
 def write_registry_csv(fleet: list[Equipment], path: Path) -> int:

@@ -80,3 +80,18 @@ def test_a_wrong_header_is_reported(tmp_path):
 ])
 def test_due_dates_never_overshoot_a_month_end(day, months, expected):
     assert add_months(day, months) == expected
+
+
+def test_the_import_command_lists_each_bad_row_and_exits_non_zero(db_url, db, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD[0], "EL-0002,elevator,,,,,,,,,,,,,")
+    result = subprocess.run([sys.executable, "-m", "semon.cli", "import-equipment", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "SEMON_DATABASE_URL": db_url})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{path}:line 3: column district: is required",
+                                          "Error: 1 bad row(s); nothing was imported"]
+    assert db.execute("SELECT count(*) AS n FROM equipment").fetchone()["n"] == 0
