@@ -61,6 +61,7 @@ class Rejected:
     topic: str
     payload: bytes
     reason: str
+    category: str = "invalid"  # a short, fixed label for metrics: bad_topic, not_json, bad_field, ...
 
 
 Parsed = Telemetry | Event | Status | Rejected
@@ -77,7 +78,9 @@ class Lookup:
 
 
 class _Invalid(Exception):
-    pass
+    def __init__(self, category: str, reason: str):
+        super().__init__(reason)
+        self.category = category
 
 
 def parse_message(topic: str, payload: bytes, lookup: Lookup, now: datetime | None = None) -> Parsed:
@@ -85,34 +88,34 @@ def parse_message(topic: str, payload: bytes, lookup: Lookup, now: datetime | No
     try:
         return _parse(topic, payload, lookup, now or datetime.now(UTC))
     except _Invalid as exc:
-        return Rejected(topic, payload, str(exc))
+        return Rejected(topic, payload, str(exc), exc.category)
 
 
 def _parse(topic: str, payload: bytes, lookup: Lookup, now: datetime) -> Parsed:
     parts = topic.split("/")
     if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise _Invalid(f"unknown topic: expected {TOPIC_ROOT}/<type>/<code>/<channel>")
+        raise _Invalid("bad_topic", f"unknown topic: expected {TOPIC_ROOT}/<type>/<code>/<channel>")
     _, _, equipment_type, code, channel = parts
     if equipment_type not in EQUIPMENT_TYPES:
-        raise _Invalid(f"unknown equipment type {equipment_type!r} in topic")
+        raise _Invalid("bad_topic", f"unknown equipment type {equipment_type!r} in topic")
     if channel not in CHANNELS:
-        raise _Invalid(f"unknown channel {channel!r} in topic (expected {', '.join(CHANNELS)})")
+        raise _Invalid("bad_topic", f"unknown channel {channel!r} in topic (expected {', '.join(CHANNELS)})")
     if not CODE_PATTERN.match(code):
-        raise _Invalid(f"invalid equipment code {code!r} in topic")
+        raise _Invalid("bad_topic", f"invalid equipment code {code!r} in topic")
     equipment = lookup.equipment(code)
     if equipment is None:
-        raise _Invalid(f"unknown equipment {code!r}")
+        raise _Invalid("unknown_equipment", f"unknown equipment {code!r}")
     if equipment.type != equipment_type:
-        raise _Invalid(f"equipment {code!r} is registered as {equipment.type}, not {equipment_type}")
+        raise _Invalid("wrong_type", f"equipment {code!r} is registered as {equipment.type}, not {equipment_type}")
     if channel == "status":
         return Status(equipment, _parse_status(payload))
     body = _json_object(payload)
     ts = _parse_ts(body.pop("ts", None), now)
     seq = body.pop("seq", None)
     if seq is None:
-        raise _Invalid("missing seq")
+        raise _Invalid("bad_seq", "missing seq")
     if type(seq) is not int or not 0 <= seq < _BIGINT:
-        raise _Invalid(f"seq must be a non-negative integer, got {seq!r}")
+        raise _Invalid("bad_seq", f"seq must be a non-negative integer, got {seq!r}")
     if channel == "telemetry":
         values, extra = _telemetry_values(equipment_type, body)
         return Telemetry(equipment, ts, seq, values, extra)
@@ -125,7 +128,7 @@ def _parse_status(payload: bytes) -> str:
         with contextlib.suppress(ValueError):
             text = json.loads(text)
     if text not in ("online", "offline"):
-        raise _Invalid(f"status must be \"online\" or \"offline\", got {text[:40]!r}")
+        raise _Invalid("bad_status", f"status must be \"online\" or \"offline\", got {text[:40]!r}")
     return text
 
 
@@ -133,35 +136,35 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         body = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError:
-        raise _Invalid("payload is not UTF-8") from None
+        raise _Invalid("not_json", "payload is not UTF-8") from None
     except ValueError as exc:
-        raise _Invalid(f"payload is not JSON: {exc}") from None
+        raise _Invalid("not_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise _Invalid(f"payload must be a JSON object, got {type(body).__name__}")
+        raise _Invalid("not_json", f"payload must be a JSON object, got {type(body).__name__}")
     return body
 
 
 def _parse_ts(raw: Any, now: datetime) -> datetime:
     if raw is None:
-        raise _Invalid("missing ts")
+        raise _Invalid("bad_ts", "missing ts")
     if type(raw) is int:
         try:
             ts = datetime.fromtimestamp(raw / 1000, UTC)
         except (OverflowError, OSError, ValueError):
-            raise _Invalid(f"ts {raw} is not a valid epoch-millisecond time") from None
+            raise _Invalid("bad_ts", f"ts {raw} is not a valid epoch-millisecond time") from None
     elif isinstance(raw, str):
         try:
             ts = datetime.fromisoformat(raw)
         except ValueError:
-            raise _Invalid(f"ts {raw[:40]!r} is not RFC 3339") from None
+            raise _Invalid("bad_ts", f"ts {raw[:40]!r} is not RFC 3339") from None
         if ts.tzinfo is None:
-            raise _Invalid(f"ts {raw[:40]!r} has no UTC offset")
+            raise _Invalid("bad_ts", f"ts {raw[:40]!r} has no UTC offset")
     else:
-        raise _Invalid(f"ts must be an RFC 3339 string or epoch milliseconds, got {type(raw).__name__}")
+        raise _Invalid("bad_ts", f"ts must be an RFC 3339 string or epoch milliseconds, got {type(raw).__name__}")
     if ts > now + MAX_FUTURE:
-        raise _Invalid(f"ts {ts.isoformat()} is more than a day in the future")
+        raise _Invalid("bad_ts", f"ts {ts.isoformat()} is more than a day in the future")
     if ts.year < 2000:
-        raise _Invalid(f"ts {ts.isoformat()} is before 2000")
+        raise _Invalid("bad_ts", f"ts {ts.isoformat()} is before 2000")
     return ts
 
 
@@ -176,7 +179,7 @@ def _check(field: Field, value: Any) -> Any:
         if type(value) is int:
             if -_BIGINT <= value < _BIGINT:
                 return value
-            raise _Invalid(f"field {field.name} is out of range: {value}")
+            raise _Invalid("bad_field", f"field {field.name} is out of range: {value}")
     elif kind == "float":
         if type(value) in (int, float) and math.isfinite(value):
             return float(value)
@@ -184,7 +187,7 @@ def _check(field: Field, value: Any) -> Any:
         return value
     expected = {"bool": "true or false", "int": "an integer", "float": "a number",
                 "enum": "one of " + ", ".join(field.choices)}[kind]
-    raise _Invalid(f"field {field.name} must be {expected}, got {json.dumps(value)[:40]}")
+    raise _Invalid("bad_field", f"field {field.name} must be {expected}, got {json.dumps(value)[:40]}")
 
 
 def _telemetry_values(equipment_type: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -203,21 +206,21 @@ def _telemetry_values(equipment_type: str, body: dict[str, Any]) -> tuple[dict[s
 def _parse_event(equipment: Equipment, ts: datetime, seq: int, body: dict[str, Any], lookup: Lookup) -> Event:
     raw_code = body.get("code")
     if raw_code is None:
-        raise _Invalid("missing code")
+        raise _Invalid("bad_event", "missing code")
     if type(raw_code) not in (str, int):
-        raise _Invalid(f"code must be a fault name or GB/T 24476 number, got {json.dumps(raw_code)[:40]}")
+        raise _Invalid("bad_event", f"code must be a fault name or GB/T 24476 number, got {json.dumps(raw_code)[:40]}")
     fault = lookup.fault_code(raw_code)
     if fault is None:
-        raise _Invalid(f"unknown fault code {raw_code!r}")
+        raise _Invalid("bad_event", f"unknown fault code {raw_code!r}")
     if equipment.type not in fault.equipment_types:
-        raise _Invalid(f"fault code {fault.name!r} does not apply to {equipment.type}")
+        raise _Invalid("bad_event", f"fault code {fault.name!r} does not apply to {equipment.type}")
     state = body.get("state")
     if state not in ("raised", "cleared"):
-        raise _Invalid(f"state must be \"raised\" or \"cleared\", got {json.dumps(state)[:40]}")
+        raise _Invalid("bad_event", f"state must be \"raised\" or \"cleared\", got {json.dumps(state)[:40]}")
     detail = body.get("detail", {})
     if detail is None:
         detail = {}
     if not isinstance(detail, dict):
-        raise _Invalid("detail must be a JSON object")
+        raise _Invalid("bad_event", "detail must be a JSON object")
     extra = {k: v for k, v in body.items() if k not in ("code", "state", "detail")}
     return Event(equipment, ts, seq, fault.name, state, {**extra, **detail} if extra else detail)

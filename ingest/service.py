@@ -7,20 +7,23 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.messages import Rejected, parse_message
+from ingest.messages import Parsed, Rejected, parse_message
+from ingest.metrics import IngestMetrics
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
 from semon.config import Config, mqtt_address
 from semon.db import DatabaseUnavailable, connect, redact
 from semon.vocabulary import TOPIC_ROOT
 
 log = logging.getLogger(__name__)
+# MQTT 5 caps Receive Maximum at 65535 unacknowledged messages.
+_MAX_RECEIVE = 65535
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Received:
     qos: int
     topic: str
     payload: bytes
+    received_at: float  # time.monotonic()
 
 
 def subscription_topic(config: Config) -> str:
@@ -39,14 +43,20 @@ def subscription_topic(config: Config) -> str:
 
 
 class Ingester:
-    """Receives on the MQTT network thread, writes and acknowledges on one writer thread."""
+    """Receives on the MQTT network thread, writes and acknowledges on one writer thread.
+
+    Back-pressure comes from MQTT 5's Receive Maximum: the broker sends at most ingest_buffer_size
+    messages we have not acknowledged, so our buffer is bounded and the rest waits in our session.
+    """
 
     def __init__(self, config: Config):
         self.config = config
-        self.buffer: queue.Queue[Received] = queue.Queue(maxsize=config.ingest_buffer_size)
+        self.window = min(config.ingest_buffer_size, _MAX_RECEIVE)
+        # Room for a reconnect: the old connection's unacknowledged messages plus a new window.
+        self.buffer: queue.Queue[Received] = queue.Queue(maxsize=2 * self.window)
         self.stopping = threading.Event()
         self.totals = WriteResult()
-        self.received = 0
+        self.metrics = IngestMetrics()
         self._generation = 0
         self._connected = threading.Event()
         self._writer_thread: threading.Thread | None = None
@@ -59,8 +69,9 @@ class Ingester:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=10)
-        # Bounds what the broker pushes before we acknowledge; the rest waits in our session there.
-        client.max_inflight_messages_set(1000)
+        address = mqtt_address(self.config.mqtt_url)
+        if address.username:
+            client.username_pw_set(address.username, address.password)
         return client
 
     # --- MQTT network thread -----------------------------------------------------------------------
@@ -80,9 +91,9 @@ class Ingester:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        # Blocking here when the buffer is full is the back-pressure: we stop reading, the broker queues.
-        self.buffer.put(Received(self._generation, message.mid, message.qos, message.topic, message.payload))
-        self.received += 1
+        self.buffer.put(Received(self._generation, message.mid, message.qos, message.topic, message.payload,
+                                 time.monotonic()))
+        self.metrics.received.inc()
 
     # --- writer thread -----------------------------------------------------------------------------
 
@@ -90,13 +101,22 @@ class Ingester:
         batch: list[Received] = []
         deadline = time.monotonic() + self.config.ingest_batch_ms / 1000
         limit = self.config.ingest_batch_size
+        try:
+            batch.append(self.buffer.get(timeout=self.config.ingest_batch_ms / 1000))
+        except queue.Empty:
+            return batch
         while len(batch) < limit:
-            timeout = deadline - time.monotonic()
             try:
-                batch.append(self.buffer.get(timeout=max(timeout, 0)) if timeout > 0
-                             else self.buffer.get_nowait())
+                batch.append(self.buffer.get_nowait())
             except queue.Empty:
-                break
+                # A busy stream fills batches without waiting; a quiet one waits at most batch_ms.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self.buffer.get(timeout=remaining))
+                except queue.Empty:
+                    break
         return batch
 
     def _write_loop(self) -> None:
@@ -112,45 +132,48 @@ class Ingester:
                 pending = self._next_batch()
                 if not pending:
                     continue
+            started = time.monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = connect(self.config.database_url)
                     writer = BatchWriter(conn)
                     lookup = DatabaseLookup(conn)
-                    delay = 0.5
                 assert writer is not None and lookup is not None
                 parsed = [parse_message(m.topic, m.payload, lookup) for m in pending]
                 try:
                     result = writer.write(parsed)
                 except psycopg.DataError:
                     result = self._write_one_by_one(writer, pending, parsed)
-            except (psycopg.OperationalError, DatabaseUnavailable, psycopg.errors.AdminShutdown) as exc:
+            except (psycopg.OperationalError, DatabaseUnavailable) as exc:
                 # Keep the batch unacknowledged and retry: the broker redelivers whatever we lose now.
                 log.warning("database write failed (%s); retrying in %.1fs", str(exc).strip()[:200], delay)
+                self.metrics.db_retries.inc()
                 if conn is not None:
                     conn.close()
                 conn = None
-                time.sleep(delay)
+                if self.stopping.wait(delay) and not self._connected.is_set():
+                    break  # stopping, and the broker is gone too: nothing could be acknowledged anyway
                 delay = min(delay * 2, self.config.ingest_retry_max_s)
                 continue
+            delay = 0.5
             self._acknowledge(pending)
-            self._count(result)
+            self._count(result, parsed, len(pending), started, pending[0].received_at)
             pending = []
         if conn is not None:
             conn.close()
 
     @staticmethod
-    def _write_one_by_one(writer: BatchWriter, batch: list[Received], parsed: list) -> WriteResult:
-        # A value the database refuses (a number beyond bigint, say) must not stall the whole batch.
+    def _write_one_by_one(writer: BatchWriter, batch: list[Received], parsed: list[Parsed]) -> WriteResult:
+        # A value the database refuses must not stall the whole batch: find it, keep it as a dead letter.
         total = WriteResult()
-        for message, item in zip(batch, parsed, strict=True):
+        for index, (message, item) in enumerate(zip(batch, parsed, strict=True)):
             try:
                 result = writer.write([item])
             except psycopg.DataError as exc:
                 reason = f"database refused the values: {str(exc).strip().splitlines()[0]}"
-                result = writer.write([Rejected(message.topic, message.payload, reason)])
-            for name in ("stored", "duplicates", "dead_lettered", "statuses"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
+                parsed[index] = Rejected(message.topic, message.payload, reason, "database_refused")
+                result = writer.write([parsed[index]])
+            total.add(result)
         return total
 
     def _acknowledge(self, batch: list[Received]) -> None:
@@ -160,21 +183,30 @@ class Ingester:
             if message.qos > 0 and message.generation == generation:
                 self.client.ack(message.mid, message.qos)
 
-    def _count(self, result: WriteResult) -> None:
-        self.totals.stored += result.stored
-        self.totals.duplicates += result.duplicates
-        self.totals.dead_lettered += result.dead_lettered
-        self.totals.statuses += result.statuses
+    def _count(self, result: WriteResult, parsed: list[Parsed], size: int, started: float,
+               oldest_received: float) -> None:
+        now = time.monotonic()
+        self.totals.add(result)
+        m = self.metrics
+        m.stored.inc(result.stored)
+        m.duplicates.inc(result.duplicates)
+        m.statuses.inc(result.statuses)
+        for item in parsed:
+            if isinstance(item, Rejected):
+                m.dead_lettered.labels(item.category).inc()
+        m.batch_size.observe(size)
+        m.commit_seconds.observe(now - started)
+        m.lag_seconds.set(now - oldest_received)
+        m.buffer_depth.set(self.buffer.qsize())
 
     # --- life cycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect (retrying in the background) and start writing."""
         address = mqtt_address(self.config.mqtt_url)
-        if address.username:
-            self.client.username_pw_set(address.username, address.password)
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.mqtt_session_expiry_s
+        connect_properties.ReceiveMaximum = self.window
         self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer_thread.start()
         self.client.connect_async(address.host, address.port, keepalive=30, clean_start=False,
@@ -203,16 +235,21 @@ def run_ingester(config: Config) -> None:
     """Run until SIGINT or SIGTERM, logging the rates once a minute."""
     connect(config.database_url).close()  # fail fast with a readable line if the database is not there
     ingester = Ingester(config)
+    if config.ingest_metrics_port:
+        ingester.metrics.serve(config.ingest_metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     ingester.start()
-    log.info("ingesting %s from %s into %s", subscription_topic(config), config.mqtt_url,
-             redact(config.database_url))
-    last = (time.monotonic(), 0, 0)
+    log.info("ingesting %s from %s into %s%s", subscription_topic(config), config.mqtt_url,
+             redact(config.database_url),
+             f"; metrics on :{config.ingest_metrics_port}/metrics" if config.ingest_metrics_port else "")
+    last_at, last = time.monotonic(), WriteResult()
     while not stop.wait(60):
-        now, stored = time.monotonic(), ingester.totals.stored
-        rate = (stored - last[1]) / (now - last[0])
-        log.info("stored %.0f/s; totals %s; buffer %d", rate, ingester.totals, ingester.buffer.qsize())
-        last = (now, stored, 0)
+        now, totals = time.monotonic(), ingester.totals
+        minutes = (now - last_at) / 60
+        log.info("last minute: stored %.0f/s, duplicates %.0f/min, dead letters %.0f/min; buffer %d",
+                 (totals.stored - last.stored) / (now - last_at), (totals.duplicates - last.duplicates) / minutes,
+                 (totals.dead_lettered - last.dead_lettered) / minutes, ingester.buffer.qsize())
+        last_at, last = now, WriteResult(**{f.name: getattr(totals, f.name) for f in fields(WriteResult)})
     ingester.stop()

@@ -25,6 +25,13 @@ class WriteResult:
     dead_lettered: int = 0
     statuses: int = 0
 
+    def add(self, other: WriteResult) -> None:
+        """Add another result's counts to this one."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        self.statuses += other.statuses
+
 
 class DatabaseLookup(Lookup):
     """Equipment and fault codes cached from the database; an unknown code triggers a (rate-limited) reload."""

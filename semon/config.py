@@ -58,6 +58,10 @@ def _parse_port(text: str) -> int:
     return value
 
 
+def _parse_port_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _parse_port(text)
+
+
 def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         scheme = text.split("://", 1)[0] if "://" in text else ""
@@ -98,7 +102,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingest_batch_size", 2000, "most messages written in one transaction", _parse_positive_int),
     Setting("ingest_batch_ms", 200, "longest wait before a partial batch is written", _parse_positive_int),
     Setting("ingest_buffer_size", 20000,
-            "most received but uncommitted messages held before reading pauses", _parse_positive_int),
+            "most unacknowledged messages the broker may send the ingester (MQTT 5 receive maximum, <= 65535)",
+            _parse_positive_int),
+    Setting("ingest_metrics_port", 9108, "port of the ingester's Prometheus /metrics on 127.0.0.1; 0 turns it off",
+            _parse_port_or_zero),
     Setting("ingest_retry_max_s", 30.0, "longest back-off between database retries", _parse_positive_float),
     Setting("heartbeat_interval_s", 60.0, "interval at which monitors report", _parse_positive_float),
     Setting("offline_after_missed_heartbeats", 3,

@@ -128,7 +128,8 @@ def config(base_config: Config, db_url: str, broker: Broker, db) -> Config:
     """Settings pointing at the test database and broker, with fast loops for tests."""
     return base_config.replace(database_url=db_url, mqtt_url=broker.url,
                                mqtt_client_id=f"semon-test-{secrets.token_hex(4)}",
-                               ingest_batch_ms=50, scheduler_interval_s=0.5, compliance_interval_s=0.5)
+                               ingest_batch_ms=50, ingest_metrics_port=0, scheduler_interval_s=0.5,
+                               compliance_interval_s=0.5)
 
 
 def register_equipment(conn: psycopg.Connection, code: str, equipment_type: str = "elevator", *,
