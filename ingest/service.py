@@ -58,6 +58,9 @@ class Ingester:
         self.totals = WriteResult()
         self.metrics = IngestMetrics()
         self._generation = 0
+        # Held while acknowledging and while the connection changes, so that no ack of an old message id
+        # can be queued between paho's reconnect and our on_connect: it would acknowledge another message.
+        self._ack_lock = threading.Lock()
         self._connected = threading.Event()
         self._writer_thread: threading.Thread | None = None
         self.client = self._make_client()
@@ -67,6 +70,7 @@ class Ingester:
                              protocol=mqtt.MQTTv5, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         address = mqtt_address(self.config.mqtt_url)
@@ -80,12 +84,20 @@ class Ingester:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
-        self._generation += 1
+        with self._ack_lock:
+            self._generation += 1
         client.subscribe(subscription_topic(self.config), qos=1)
-        self._connected.set()
         log.info("connected to %s (session present: %s)", self.config.mqtt_url, flags.session_present)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("the broker refused the subscription to %s: %s", subscription_topic(self.config), reason_codes)
+            return
+        self._connected.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._ack_lock:
+            self._generation += 1  # whatever the old connection delivered will be delivered again
         self._connected.clear()
         if not self.stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
@@ -177,11 +189,12 @@ class Ingester:
         return total
 
     def _acknowledge(self, batch: list[Received]) -> None:
-        generation = self._generation
-        for message in batch:
-            # An id from an earlier connection could name another message now; the broker will redeliver.
-            if message.qos > 0 and message.generation == generation:
-                self.client.ack(message.mid, message.qos)
+        with self._ack_lock:
+            generation = self._generation
+            for message in batch:
+                # An id from an earlier connection could name another message now; the broker will redeliver.
+                if message.qos > 0 and message.generation == generation:
+                    self.client.ack(message.mid, message.qos)
 
     def _count(self, result: WriteResult, parsed: list[Parsed], size: int, started: float,
                oldest_received: float) -> None:

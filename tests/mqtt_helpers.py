@@ -27,3 +27,44 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class StreamPublisher:
+    """A monitor-side QoS 1 stream with a persistent session: unacknowledged messages survive a broker restart."""
+
+    def __init__(self, url: str, client_id: str):
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        address = mqtt_address(url)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 600
+        self.client.connect(address.host, address.port, clean_start=False, properties=properties)
+        self.mids: list[int] = []
+        self.acknowledged: set[int] = set()
+        # on_publish, not MQTTMessageInfo.is_published(): a message published while the broker is away
+        # reports "not connected" there, yet paho queues it and sends it once reconnected.
+        self.client.on_publish = lambda client, userdata, mid, reason_code, properties: self.acknowledged.add(mid)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.mids.append(self.client.publish(topic, payload, qos=1).mid)
+
+    def wait_all_acknowledged(self, timeout: float) -> bool:
+        """True once the broker has acknowledged every message published so far."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.acknowledged.issuperset(self.mids):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

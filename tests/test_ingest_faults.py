@@ -1,0 +1,289 @@
+"""Fault tests: a known stream of QoS 1 messages through real Mosquitto into real TimescaleDB, while things
+break. Afterwards the stored rows must equal the set sent, with no duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from ingest.service import Ingester
+from tests.conftest import REPO, register_equipment, wait_until
+from tests.mqtt_helpers import StreamPublisher
+
+BASE_TS = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+CODES = [f"EL-F-{i:03d}" for i in range(20)]
+
+
+def message(code: str, seq: int) -> tuple[str, bytes]:
+    ts = BASE_TS + timedelta(seconds=seq)
+    body = {"ts": ts.isoformat(), "seq": seq, "floor": seq % 12, "door": "closed", "speed_mps": 1.0,
+            "run_count": 1000 + seq}
+    return f"sem/v1/elevator/{code}/telemetry", json.dumps(body).encode()
+
+
+def stream(per_device: int) -> list[tuple[str, int]]:
+    """The (code, seq) pairs sent, interleaved across devices as monitors would send them."""
+    return [(code, seq) for seq in range(per_device) for code in CODES]
+
+
+def stored(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("""SELECT e.code, t.seq FROM telemetry_elevator t JOIN equipment e ON e.id = t.equipment_id
+                               ORDER BY 1, 2""").fetchall()
+
+
+def stored_count(url: str) -> int:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            return conn.execute("SELECT count(*) FROM telemetry_elevator").fetchone()[0]
+    except psycopg.OperationalError:
+        return -1
+
+
+def publish_paced(publisher: StreamPublisher, pairs: list[tuple[str, int]], per_second: float,
+                  extra: Iterator[tuple[str, bytes]] | None = None) -> threading.Thread:
+    """Publish in a background thread at about `per_second`, so that faults land mid-stream."""
+
+    def run() -> None:
+        started = time.monotonic()
+        for index, (code, seq) in enumerate(pairs):
+            publisher.publish(*message(code, seq))
+            if extra is not None and index % 20 == 19:
+                publisher.publish(*next(extra))
+            ahead = index / per_second - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def assert_stored_exactly(url: str, pairs: list[tuple[str, int]], timeout: float = 60) -> None:
+    expected = sorted(set(pairs))
+    wait_until(lambda: stored_count(url) >= len(expected), timeout=timeout,
+               message=f"{len(expected)} rows (have {stored_count(url)})")
+    time.sleep(0.5)  # anything still in flight would show up as an extra row now
+    assert stored(url) == expected
+
+
+class IngesterProcess:
+    """`semon ingest` as its own process, so that it can be killed like a real one."""
+
+    def __init__(self, config, client_id: str, shared_group: str = ""):
+        self.env = {**os.environ, "SEMON_DATABASE_URL": config.database_url, "SEMON_MQTT_URL": config.mqtt_url,
+                    "SEMON_MQTT_CLIENT_ID": client_id, "SEMON_MQTT_SHARED_GROUP": shared_group,
+                    "SEMON_INGEST_METRICS_PORT": "0", "SEMON_INGEST_BATCH_MS": "50"}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "semon.cli", "ingest"], env=self.env, cwd=REPO,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+        return self.process.returncode
+
+
+@pytest.fixture
+def fleet(db) -> list[str]:
+    for code in CODES:
+        register_equipment(db, code)
+    return CODES
+
+
+@pytest.fixture
+def publisher(config) -> Iterator[StreamPublisher]:
+    pub = StreamPublisher(config.mqtt_url, f"monitors-{secrets.token_hex(3)}")
+    yield pub
+    pub.close()
+
+
+def establish_session(config) -> None:
+    """Connect once so that the broker keeps a session (and queues messages) for this client id."""
+    first = Ingester(config)
+    first.start()
+    assert first.wait_connected(10)
+    first.stop()
+
+
+def test_nothing_is_lost_when_the_broker_restarts_mid_stream(config, fleet, publisher, broker):
+    pairs = stream(100)
+    ingester = Ingester(config)
+    ingester.start()
+    assert ingester.wait_connected(10)
+    try:
+        sender = publish_paced(publisher, pairs, per_second=1000)
+        wait_until(lambda: stored_count(config.database_url) > 300, message="the stream under way")
+        broker.restart()
+        sender.join(30)
+        assert publisher.wait_all_acknowledged(30), "the broker never acknowledged part of the stream"
+        assert_stored_exactly(config.database_url, pairs)
+    finally:
+        ingester.stop()
+
+
+def test_nothing_is_lost_when_the_database_restarts_mid_stream(config, fleet, publisher, restart_database):
+    pairs = stream(100)
+    ingester = Ingester(config)
+    ingester.start()
+    assert ingester.wait_connected(10)
+    try:
+        sender = publish_paced(publisher, pairs, per_second=700)
+        wait_until(lambda: stored_count(config.database_url) > 300, message="the stream under way")
+        restart_database()
+        sender.join(30)
+        assert publisher.wait_all_acknowledged(30)
+        assert_stored_exactly(config.database_url, pairs, timeout=90)
+        assert ingester.metrics.db_retries._value.get() >= 1, "the outage was never noticed"
+    finally:
+        ingester.stop()
+
+
+def test_nothing_is_lost_when_the_ingester_is_killed_and_restarted(config, fleet, publisher):
+    pairs = stream(150)
+    establish_session(config.replace(mqtt_client_id="semon-kill-test"))
+    ingester = IngesterProcess(config, "semon-kill-test")
+    ingester.start()
+    try:
+        sender = publish_paced(publisher, pairs, per_second=1000)
+        wait_until(lambda: stored_count(config.database_url) > 500, timeout=30, message="the stream under way")
+        ingester.kill()
+        killed_at = stored_count(config.database_url)
+        time.sleep(0.5)
+        ingester.start()
+        sender.join(30)
+        assert publisher.wait_all_acknowledged(30)
+        assert killed_at < len(pairs), "the kill came too late to test anything"
+        assert_stored_exactly(config.database_url, pairs)
+    finally:
+        ingester.terminate()
+
+
+def test_two_ingesters_share_the_stream_and_lose_nothing_when_one_is_killed(config, fleet, publisher):
+    pairs = stream(150)
+    group = f"g{secrets.token_hex(3)}"
+    for client_id in ("semon-shared-1", "semon-shared-2"):
+        establish_session(config.replace(mqtt_client_id=client_id, mqtt_shared_group=group))
+    first = IngesterProcess(config, "semon-shared-1", shared_group=group)
+    second = IngesterProcess(config, "semon-shared-2", shared_group=group)
+    first.start()
+    second.start()
+    try:
+        sender = publish_paced(publisher, pairs, per_second=1000)
+        wait_until(lambda: stored_count(config.database_url) > 500, timeout=30, message="the stream under way")
+        second.kill()
+        sender.join(30)
+        assert publisher.wait_all_acknowledged(30)
+        # What the killed one had received but not committed waits in its session until it is back.
+        second.start()
+        assert_stored_exactly(config.database_url, pairs)
+    finally:
+        assert first.terminate() == 0
+        second.terminate()
+
+
+def test_duplicates_and_out_of_order_messages_are_stored_once(config, fleet, publisher, db):
+    pairs = stream(40)
+    sent = pairs + random.Random(1).sample(pairs, 200)  # resends of a fifth of the stream
+    random.Random(2).shuffle(sent)
+    ingester = Ingester(config)
+    ingester.start()
+    assert ingester.wait_connected(10)
+    try:
+        for code, seq in sent:
+            publisher.publish(*message(code, seq))
+        assert publisher.wait_all_acknowledged(30)
+        assert_stored_exactly(config.database_url, pairs)
+        wait_until(lambda: ingester.totals.duplicates == 200, message="200 duplicates counted")
+    finally:
+        ingester.stop()
+    # The latest state is that of the newest message, whatever order they arrived in.
+    state = db.execute("""SELECT s.last_values, s.last_ts FROM equipment_state s JOIN equipment e
+                          ON e.id = s.equipment_id WHERE e.code = %s""", (CODES[0],)).fetchone()
+    assert state["last_ts"] == BASE_TS + timedelta(seconds=39)
+    assert state["last_values"]["run_count"] == 1039
+
+
+def malformed() -> Iterator[tuple[str, bytes]]:
+    """Every kind of bad message a monitor or installer gets wrong, in turn."""
+    ts = BASE_TS.isoformat()
+    kinds = [
+        (f"sem/v1/elevator/{CODES[0]}/telemetry", b"{this is not json"),
+        (f"sem/v1/elevator/{CODES[1]}/telemetry", json.dumps({"ts": ts, "seq": 1, "floor": "two"}).encode()),
+        ("sem/v1/elevator/EL-NOT-REGISTERED/telemetry", json.dumps({"ts": ts, "seq": 1}).encode()),
+        (f"sem/v1/elevator/{CODES[2]}/telemetry", json.dumps({"seq": 5}).encode()),
+        (f"sem/v1/boiler/{CODES[3]}/telemetry", json.dumps({"ts": ts, "seq": 1}).encode()),
+    ]
+    index = 0
+    while True:
+        yield kinds[index % len(kinds)]
+        index += 1
+
+
+def test_malformed_messages_mixed_in_are_each_dead_lettered_with_their_reason(config, fleet, publisher, db):
+    pairs = stream(50)  # 1,000 good messages, one bad after every 20 good: about 5 %
+    ingester = Ingester(config)
+    ingester.start()
+    assert ingester.wait_connected(10)
+    try:
+        sender = publish_paced(publisher, pairs, per_second=2000, extra=malformed())
+        sender.join(30)
+        assert publisher.wait_all_acknowledged(30)
+        assert_stored_exactly(config.database_url, pairs)
+        wait_until(lambda: db.execute("SELECT count(*) AS n FROM dead_letter").fetchone()["n"] == 50,
+                   message="50 dead letters")
+    finally:
+        ingester.stop()
+    reasons = db.execute("SELECT reason, count(*) AS n FROM dead_letter GROUP BY 1 ORDER BY 1").fetchall()
+    assert {r["reason"]: r["n"] for r in reasons} == {
+        "equipment 'EL-F-003' is registered as elevator, not boiler": 10,
+        "field floor must be an integer, got \"two\"": 10,
+        "missing ts": 10,
+        "payload is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)": 10,
+        "unknown equipment 'EL-NOT-REGISTERED'": 10,
+    }
+
+
+@pytest.fixture
+def restart_database(db_url, base_config):
+    """Restart the TimescaleDB server the tests use (the project's own), or cut every connection to the test
+    database for a few seconds when the server is someone else's (SEMON_DATABASE_URL)."""
+
+    def restart() -> None:
+        if os.environ.get("SEMON_DATABASE_URL"):
+            name = db_url.rsplit("/", 1)[1]
+            with psycopg.connect(base_config.database_url, autocommit=True, row_factory=dict_row) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                time.sleep(3)
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            return
+        script = Path(REPO) / "scripts" / "timescaledb.sh"
+        subprocess.run([str(script), "stop"], check=True, capture_output=True, timeout=60)
+        time.sleep(1)
+        subprocess.run([str(script), "start"], check=True, capture_output=True, timeout=120)
+
+    return restart
