@@ -6,13 +6,14 @@ import logging
 import signal
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models.fault_events import process_fault_events
 from models.inspections import scan_overdue_inspections
+from models.presence import mark_silent_offline
 from semon.config import Config
 from semon.db import DatabaseUnavailable, connect
 
@@ -39,7 +40,9 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
 def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
     months = config.inspection_interval_months
+    silence = timedelta(seconds=config.heartbeat_interval_s * config.offline_after_missed_heartbeats)
     return {
+        "presence": (lambda conn, now: mark_silent_offline(conn, now, silence), config.scheduler_interval_s),
         "fault_events": (process_fault_events, config.scheduler_interval_s),
         "overdue_inspections": (
             lambda conn, now: scan_overdue_inspections(conn, now.date(), now, months), config.compliance_interval_s),

@@ -112,3 +112,17 @@ def test_a_job_is_skipped_while_another_replica_holds_its_lock(config, db):
         assert run_locked(config, "fault_events", lambda conn, now: "ran") is None
         other.execute("SELECT pg_advisory_unlock(%s)", (zlib.crc32(b"fault_events"),))
     assert run_locked(config, "fault_events", lambda conn, now: "ran") == "ran"
+
+
+def test_equipment_silent_for_three_heartbeats_is_marked_offline(db):
+    from models.presence import mark_silent_offline
+
+    quiet, chatty = register_equipment(db, "EL-P1"), register_equipment(db, "EL-P2")
+    db.execute("""INSERT INTO equipment_state (equipment_id, status, last_seen) VALUES
+                  (%s, 'online', %s), (%s, 'online', %s)""",
+               (quiet, NOW - timedelta(seconds=181), chatty, NOW - timedelta(seconds=170)))
+    assert mark_silent_offline(db, NOW, timedelta(seconds=180)) == 1
+    states = {r["equipment_id"]: (r["status"], r["status_changed_at"])
+              for r in db.execute("SELECT * FROM equipment_state")}
+    assert states == {quiet: ("offline", NOW), chatty: ("online", None)}
+    assert mark_silent_offline(db, NOW, timedelta(seconds=180)) == 0

@@ -287,3 +287,24 @@ def restart_database(db_url, base_config):
         subprocess.run([str(script), "start"], check=True, capture_output=True, timeout=120)
 
     return restart
+
+
+def test_sigterm_commits_and_acknowledges_what_it_holds_before_exiting(config, fleet, publisher):
+    pairs = stream(250)
+    establish_session(config.replace(mqtt_client_id="semon-term-test"))
+    ingester = IngesterProcess(config, "semon-term-test")
+    ingester.start()
+    sender = publish_paced(publisher, pairs, per_second=1000)
+    wait_until(lambda: stored_count(config.database_url) > 200, timeout=30, message="the stream under way")
+    assert ingester.terminate() == 0
+    sender.join(30)
+    assert publisher.wait_all_acknowledged(30)
+    assert stored_count(config.database_url) < len(pairs), "the stop came too late to test anything"
+    # Everything the stopped ingester committed was acknowledged: its successor receives no redelivery.
+    successor = Ingester(config.replace(mqtt_client_id="semon-term-test"))
+    successor.start()
+    try:
+        assert_stored_exactly(config.database_url, pairs)
+        assert successor.totals.duplicates == 0
+    finally:
+        successor.stop()
