@@ -62,6 +62,7 @@ class Ingester:
         # can be queued between paho's reconnect and our on_connect: it would acknowledge another message.
         self._ack_lock = threading.Lock()
         self._connected = threading.Event()
+        self._disconnected = threading.Event()
         self._writer_thread: threading.Thread | None = None
         self.client = self._make_client()
 
@@ -99,6 +100,7 @@ class Ingester:
         with self._ack_lock:
             self._generation += 1  # whatever the old connection delivered will be delivered again
         self._connected.clear()
+        self._disconnected.set()
         if not self.stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -109,10 +111,9 @@ class Ingester:
 
     # --- writer thread -----------------------------------------------------------------------------
 
-    def _next_batch(self) -> list[Received]:
+    def _next_batch(self, limit: int) -> list[Received]:
         batch: list[Received] = []
         deadline = time.monotonic() + self.config.ingest_batch_ms / 1000
-        limit = self.config.ingest_batch_size
         try:
             batch.append(self.buffer.get(timeout=self.config.ingest_batch_ms / 1000))
         except queue.Empty:
@@ -137,11 +138,20 @@ class Ingester:
         lookup: DatabaseLookup | None = None
         delay = 0.5
         pending: list[Received] = []
+        drain_left: int | None = None  # once stopping: how many held messages are still to be written
         while True:
             if not pending:
-                if self.stopping.is_set() and self.buffer.empty():
-                    break
-                pending = self._next_batch()
+                limit = self.config.ingest_batch_size
+                if self.stopping.is_set():
+                    # Write what we hold now, not what keeps arriving: that stays unacknowledged and the broker
+                    # delivers it to whoever takes over the session.
+                    drain_left = self.buffer.qsize() if drain_left is None else drain_left
+                    if drain_left <= 0:
+                        break
+                    limit = min(limit, drain_left)
+                pending = self._next_batch(limit)
+                if drain_left is not None:
+                    drain_left -= len(pending)
                 if not pending:
                     continue
             started = time.monotonic()
@@ -235,11 +245,18 @@ class Ingester:
         self.stopping.set()
         if self._writer_thread is not None:
             self._writer_thread.join(timeout)
-        # Acks are queued on the client; give the network thread a moment to send them before leaving.
-        deadline = time.monotonic() + 2
-        while self.client.want_write() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # A barrier: the broker handles a connection's packets in order, so once it acknowledges a message
+        # published after our acks, it has applied them all. Closing the socket while messages still stream
+        # in can reset the connection and lose acks still unsent, and the broker would redeliver those.
+        if self._connected.is_set():
+            try:
+                self.client.publish(f"semon/ingest/{self.config.mqtt_client_id}/stopping", b"",
+                                    qos=1).wait_for_publish(timeout=5)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not confirm the last acknowledgements: %s", exc)
+        self._disconnected.clear()
         self.client.disconnect()
+        self._disconnected.wait(5)
         self.client.loop_stop()
         log.info("ingester stopped: %s", self.totals)
 
