@@ -93,6 +93,8 @@ class BatchWriter:
                 ).format(sql.Identifier("stage_" + table), sql.Identifier(table)))
             self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events INCLUDING DEFAULTS) "
                               "ON COMMIT DELETE ROWS")
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_state (equipment_id integer, status text, "
+                              "last_ts timestamptz, last_values jsonb) ON COMMIT DELETE ROWS")
 
     def write(self, batch: Sequence[Parsed]) -> WriteResult:
         """Store telemetry, events, statuses and dead letters of the batch in one transaction."""
@@ -175,22 +177,24 @@ class BatchWriter:
         if not ids:
             return
         # Telemetry or an event is proof of life even when the monitor skipped its "online" status.
-        params = [(i, status_of.get(i, "online"), latest[i][0] if i in latest else None,
-                   Jsonb(latest[i][1]) if i in latest else Jsonb({})) for i in ids]
         with self.conn.cursor() as cur:
-            cur.executemany("""
+            # One COPY and one statement per batch, whatever the number of equipment in it.
+            with cur.copy("COPY stage_state (equipment_id, status, last_ts, last_values) FROM STDIN") as copy:
+                for i in ids:
+                    ts, values = latest.get(i, (None, {}))
+                    copy.write_row((i, status_of.get(i, "online"), ts, Jsonb(values)))
+            cur.execute("""
                 INSERT INTO equipment_state AS s (equipment_id, status, status_changed_at, last_seen, last_ts,
                                                   last_values)
-                VALUES (%s, %s::text, CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, now(), %s, %s)
+                SELECT equipment_id, status, now(), now(), last_ts, last_values FROM stage_state
+                ORDER BY equipment_id
                 ON CONFLICT (equipment_id) DO UPDATE SET
-                    status = COALESCE(EXCLUDED.status, s.status),
-                    status_changed_at = CASE WHEN EXCLUDED.status IS NOT NULL
-                                              AND EXCLUDED.status IS DISTINCT FROM s.status
-                                         THEN now() ELSE s.status_changed_at END,
+                    status = EXCLUDED.status,
+                    status_changed_at = CASE WHEN EXCLUDED.status IS DISTINCT FROM s.status
+                                        THEN now() ELSE s.status_changed_at END,
                     last_seen = now(),
                     last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),
                     last_values = CASE WHEN EXCLUDED.last_ts IS NULL THEN s.last_values
                                        WHEN s.last_ts IS NULL OR EXCLUDED.last_ts >= s.last_ts
                                        THEN s.last_values || EXCLUDED.last_values
-                                       ELSE EXCLUDED.last_values || s.last_values END
-            """, [(i, st, st, ts, values) for i, st, ts, values in params])
+                                       ELSE EXCLUDED.last_values || s.last_values END""")
