@@ -5,6 +5,7 @@ SHELL := /bin/bash
 help:
 	@echo "make demo   set up TimescaleDB, Mosquitto and Python, then run semon on a simulated fleet"
 	@echo "make test   set up the same way and run the test suite against the real services"
+	@echo "make bench  set up the same way and run the ingest benchmark (about 5 minutes; bench/RESULTS.md)"
 	@echo "make lint   ruff"
 	@echo "make stop   stop the TimescaleDB and Mosquitto that semon started"
 
@@ -17,6 +18,9 @@ demo: setup
 test: setup
 	@scripts/test.sh $(ARGS)
 
+bench: setup
+	@scripts/bench.sh
+
 lint: setup
 	@.venv/bin/ruff check .
 
@@ -24,4 +28,4 @@ stop: setup
 	@scripts/mosquitto.sh stop
 	@scripts/timescaledb.sh stop
 
-.PHONY: help setup demo test lint stop
+.PHONY: help setup demo test bench lint stop
