@@ -41,6 +41,9 @@ class CommitWatcher:
     def __init__(self, database_url: str):
         self.database_url = database_url
         self.snapshots: list[Snapshot] = []
+        # Seconds (from, to) in which the server could not be asked, e.g. while someone restarted it: a
+        # transaction that committed then is seen when watching resumes, so its commit time is late.
+        self.gaps: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -58,17 +61,31 @@ class CommitWatcher:
             raise RuntimeError(f"the commit watcher failed: {self.error}")
 
     def _run(self) -> None:
-        try:
-            with psycopg.connect(self.database_url, autocommit=True, application_name="semon-bench") as conn:
-                # A prepared statement: each poll costs one round trip and almost no server work.
-                query = "SELECT pg_current_snapshot()::text"
-                while not self._stop.is_set():
-                    text = conn.execute(query, prepare=True).fetchone()[0]  # type: ignore[index]
-                    xmin, xmax, xip = parse_snapshot(text)
-                    self.snapshots.append(Snapshot(time.time_ns(), xmin, xmax, xip))
-                    self._stop.wait(POLL_INTERVAL_S)
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.error = exc
+        lost_at: float | None = None
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True, application_name="semon-bench",
+                                     connect_timeout=5) as conn:
+                    if lost_at is not None:
+                        self.gaps.append((lost_at, time.time()))
+                        lost_at = None
+                    self._poll(conn)
+            except psycopg.OperationalError:
+                # The server went away (other sessions' fault tests restart the shared one): keep trying.
+                lost_at = lost_at or time.time()
+                self._stop.wait(0.2)
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()
+                self.error = exc
+                return
+
+    def _poll(self, conn: psycopg.Connection) -> None:
+        # A prepared statement: each poll costs one round trip and almost no server work.
+        query = "SELECT pg_current_snapshot()::text"
+        while not self._stop.is_set():
+            text = conn.execute(query, prepare=True).fetchone()[0]  # type: ignore[index]
+            xmin, xmax, xip = parse_snapshot(text)
+            self.snapshots.append(Snapshot(time.time_ns(), xmin, xmax, xip))
+            self._stop.wait(POLL_INTERVAL_S)
 
     def commit_times(self, xids32: list[int]) -> dict[int, int]:
         """Visible-since time (ns) of each 32-bit transaction id (a row's xmin) that committed while watching."""

@@ -236,6 +236,10 @@ class Bench:
                 + "\n  ".join(disconnects) + "\nthe broker's log about it:\n  "
                 + ("\n  ".join(about_ingester[-20:]) or "(nothing)"))
 
+        if watcher.gaps:
+            results["commit_watcher_gaps"] = [[round(a, 1), round(b, 1)] for a, b in watcher.gaps]
+            log(f"warning: the database could not be reached for {sum(b - a for a, b in watcher.gaps):.1f} s "
+                "(restarted by someone?); commits in that time are timed late and the figures are disturbed")
         results.update(self.analyse(watcher, drain_done_coarse, live_cpu))
         results["drain_ratio"] = round(results["drain_per_s"] / max(results["bare_subscriber_per_s"], 1), 3)
         results["drain_cpu_cores"] = cpu_drain
