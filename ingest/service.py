@@ -232,7 +232,10 @@ class Ingester:
         connect_properties.ReceiveMaximum = self.window
         self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer_thread.start()
-        self.client.connect_async(address.host, address.port, keepalive=30, clean_start=False,
+        # paho drops the connection when a PINGRESP is late, and under a backlog the broker's reply queues
+        # behind thousands of messages (seen > 30 s in bench/ingest.py): a long keepalive avoids needless
+        # reconnects and redeliveries while draining.
+        self.client.connect_async(address.host, address.port, keepalive=300, clean_start=False,
                                   properties=connect_properties)
         self.client.loop_start()
 
