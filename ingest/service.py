@@ -14,6 +14,7 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest import paho_properties
 from ingest.messages import Parsed, Rejected, parse_message
 from ingest.metrics import IngestMetrics
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
@@ -22,6 +23,7 @@ from semon.db import DatabaseUnavailable, connect, redact
 from semon.vocabulary import TOPIC_ROOT
 
 log = logging.getLogger(__name__)
+paho_properties.install()
 # MQTT 5 caps Receive Maximum at 65535 unacknowledged messages.
 _MAX_RECEIVE = 65535
 
@@ -52,9 +54,12 @@ class Ingester:
     def __init__(self, config: Config):
         self.config = config
         self.window = min(config.ingest_buffer_size, _MAX_RECEIVE)
-        # Room for a reconnect: the old connection's unacknowledged messages plus a new window.
-        self.buffer: queue.Queue[Received] = queue.Queue(maxsize=2 * self.window)
+        # Bounded by the broker, not by the queue: it sends at most `window` unacknowledged messages per
+        # connection, and a reconnect's redeliveries replace what the old connection left (at most 2 windows).
+        # SimpleQueue costs a fraction of Queue per message.
+        self.buffer: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.stopping = threading.Event()
+        self.failed = threading.Event()  # the writer died of an unexpected error
         self.totals = WriteResult()
         self.metrics = IngestMetrics()
         self._generation = 0
@@ -113,16 +118,18 @@ class Ingester:
 
     def _next_batch(self, limit: int) -> list[Received]:
         batch: list[Received] = []
-        deadline = time.monotonic() + self.config.ingest_batch_ms / 1000
+        wait_s = self.config.ingest_batch_ms / 1000
         try:
-            batch.append(self.buffer.get(timeout=self.config.ingest_batch_ms / 1000))
+            batch.append(self.buffer.get(timeout=wait_s))
         except queue.Empty:
             return batch
+        # A batch is written once its oldest message has waited batch_ms: a quiet stream waits at most that
+        # long, and a backlog (messages that waited through the previous write) is written at once.
+        deadline = batch[0].received_at + wait_s
         while len(batch) < limit:
             try:
                 batch.append(self.buffer.get_nowait())
             except queue.Empty:
-                # A busy stream fills batches without waiting; a quiet one waits at most batch_ms.
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -133,6 +140,15 @@ class Ingester:
         return batch
 
     def _write_loop(self) -> None:
+        try:
+            self._write_until_stopped()
+        except Exception:
+            # A bug, not a database outage: nothing more can be acknowledged, so say so and let the process
+            # exit; what this ingester held is redelivered to its successor.
+            log.exception("the writer failed; stopping")
+            self.failed.set()
+
+    def _write_until_stopped(self) -> None:
         conn: psycopg.Connection | None = None
         writer: BatchWriter | None = None
         lookup: DatabaseLookup | None = None
@@ -278,11 +294,15 @@ def run_ingester(config: Config) -> None:
              redact(config.database_url),
              f"; metrics on :{config.ingest_metrics_port}/metrics" if config.ingest_metrics_port else "")
     last_at, last = time.monotonic(), WriteResult()
-    while not stop.wait(60):
+    while not stop.wait(1) and not ingester.failed.is_set():
         now, totals = time.monotonic(), ingester.totals
+        if now - last_at < 60:
+            continue
         minutes = (now - last_at) / 60
         log.info("last minute: stored %.0f/s, duplicates %.0f/min, dead letters %.0f/min; buffer %d",
                  (totals.stored - last.stored) / (now - last_at), (totals.duplicates - last.duplicates) / minutes,
                  (totals.dead_lettered - last.dead_lettered) / minutes, ingester.buffer.qsize())
         last_at, last = now, WriteResult(**{f.name: getattr(totals, f.name) for f in fields(WriteResult)})
     ingester.stop()
+    if ingester.failed.is_set():
+        raise SystemExit("semon ingest: the writer failed (see the error above); exiting")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -16,6 +14,42 @@ from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejecte
 from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
+
+# Per equipment: the newest ts and, for each field, its value in the newest row that has it (nulls mean "not
+# sent"). Typed aggregates per column cost the server a third of jsonb_each + jsonb_object_agg (measured).
+def _state_from_stage(equipment_type: str) -> sql.Composed:
+    latest = sql.SQL(", ").join(
+        sql.SQL("{name}, (array_agg({col} ORDER BY ts DESC, seq DESC) FILTER (WHERE {col} IS NOT NULL))[1]").format(
+            name=sql.Literal(f.name), col=sql.Identifier(f.name))
+        for f in TELEMETRY_FIELDS[equipment_type])
+    return sql.SQL("""
+    SELECT equipment_id, NULL::text AS status, max(ts) AS last_ts,
+           jsonb_strip_nulls(jsonb_build_object({})) AS last_values
+    FROM {} GROUP BY equipment_id""").format(latest, sql.Identifier("stage_" + telemetry_table(equipment_type)))
+
+
+_STATE_FROM_STAGE = {t: _state_from_stage(t) for t in TELEMETRY_FIELDS}
+
+# One row per equipment (ON CONFLICT DO UPDATE may touch a row only once), in a fixed order so that two
+# ingesters on a shared subscription cannot deadlock. Telemetry or an event is proof of life even when the
+# monitor skipped its "online" status.
+_STATE_UPSERT = """
+    INSERT INTO equipment_state AS s (equipment_id, status, status_changed_at, last_seen, last_ts, last_values)
+    SELECT equipment_id, COALESCE(max(status), 'online'), now(), now(), max(last_ts),
+           COALESCE((array_agg(last_values ORDER BY last_ts DESC NULLS LAST))[1], '{{}}')
+    FROM ({}) AS batch
+    GROUP BY equipment_id
+    ORDER BY equipment_id
+    ON CONFLICT (equipment_id) DO UPDATE SET
+        status = EXCLUDED.status,
+        status_changed_at = CASE WHEN EXCLUDED.status IS DISTINCT FROM s.status
+                            THEN now() ELSE s.status_changed_at END,
+        last_seen = now(),
+        last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),
+        last_values = CASE WHEN EXCLUDED.last_ts IS NULL THEN s.last_values
+                           WHEN s.last_ts IS NULL OR EXCLUDED.last_ts >= s.last_ts
+                           THEN s.last_values || EXCLUDED.last_values
+                           ELSE EXCLUDED.last_values || s.last_values END"""
 
 
 @dataclass
@@ -161,40 +195,18 @@ class BatchWriter:
 
     def _update_state(self, telemetry: dict[str, list[Telemetry]], events: list[Event],
                       statuses: list[Status]) -> None:
-        # One row per equipment per statement: ON CONFLICT DO UPDATE may touch a row only once.
-        latest: dict[int, tuple[datetime, dict[str, Any]]] = {}
-        for rows in telemetry.values():
-            for row in rows:
-                current = latest.get(row.equipment.id)
-                if current is None or row.ts >= current[0]:
-                    merged = {**current[1], **row.values} if current else dict(row.values)
-                    latest[row.equipment.id] = (row.ts, merged)
-                else:
-                    latest[row.equipment.id] = (current[0], {**row.values, **current[1]})
-        seen = set(latest) | {e.equipment.id for e in events}
+        # Telemetry's latest values are derived in SQL from the staging tables the batch was just copied to:
+        # building them in Python cost more GIL time than anything else in the writer (bench/RESULTS.md).
+        # Events and statuses are few; they go through stage_state.
         status_of = {s.equipment.id: s.status for s in statuses}  # the last one received wins
-        ids = sorted(seen | set(status_of))  # a fixed order keeps two ingesters from deadlocking
-        if not ids:
+        others = sorted({e.equipment.id for e in events} | set(status_of))
+        if not telemetry and not others:
             return
-        # Telemetry or an event is proof of life even when the monitor skipped its "online" status.
         with self.conn.cursor() as cur:
-            # One COPY and one statement per batch, whatever the number of equipment in it.
-            with cur.copy("COPY stage_state (equipment_id, status, last_ts, last_values) FROM STDIN") as copy:
-                for i in ids:
-                    ts, values = latest.get(i, (None, {}))
-                    copy.write_row((i, status_of.get(i, "online"), ts, Jsonb(values)))
-            cur.execute("""
-                INSERT INTO equipment_state AS s (equipment_id, status, status_changed_at, last_seen, last_ts,
-                                                  last_values)
-                SELECT equipment_id, status, now(), now(), last_ts, last_values FROM stage_state
-                ORDER BY equipment_id
-                ON CONFLICT (equipment_id) DO UPDATE SET
-                    status = EXCLUDED.status,
-                    status_changed_at = CASE WHEN EXCLUDED.status IS DISTINCT FROM s.status
-                                        THEN now() ELSE s.status_changed_at END,
-                    last_seen = now(),
-                    last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),
-                    last_values = CASE WHEN EXCLUDED.last_ts IS NULL THEN s.last_values
-                                       WHEN s.last_ts IS NULL OR EXCLUDED.last_ts >= s.last_ts
-                                       THEN s.last_values || EXCLUDED.last_values
-                                       ELSE EXCLUDED.last_values || s.last_values END""")
+            if others:
+                with cur.copy("COPY stage_state (equipment_id, status) FROM STDIN") as copy:
+                    for i in others:
+                        copy.write_row((i, status_of.get(i)))
+            parts = [_STATE_FROM_STAGE[t] for t in telemetry]
+            parts.append(sql.SQL("SELECT equipment_id, status, last_ts, last_values FROM stage_state"))
+            cur.execute(sql.SQL(_STATE_UPSERT).format(sql.SQL(" UNION ALL ").join(parts)))
