@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from semon.vocabulary import CHANNELS, CODE_PATTERN, EQUIPMENT_TYPES, TELEMETRY_FIELDS, TOPIC_ROOT, Field
 
 # A monitor clock a day ahead is broken, not skewed; its rows would sit in the future forever.
@@ -134,10 +136,10 @@ def _parse_status(payload: bytes) -> str:
 
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(payload.decode("utf-8"))
+        body = orjson.loads(payload.decode("utf-8"))  # orjson: a third of json's cost, on every message
     except UnicodeDecodeError:
         raise _Invalid("not_json", "payload is not UTF-8") from None
-    except ValueError as exc:
+    except orjson.JSONDecodeError as exc:
         raise _Invalid("not_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _Invalid("not_json", f"payload must be a JSON object, got {type(body).__name__}")

@@ -7,7 +7,8 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -28,8 +29,7 @@ paho_properties.install()
 _MAX_RECEIVE = 65535
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):  # a tuple: built for every message on the receive thread, so it must be cheap
     generation: int    # which connection delivered it: a message id is only meaningful on its own connection
     mid: int
     qos: int

@@ -262,7 +262,7 @@ def test_malformed_messages_mixed_in_are_each_dead_lettered_with_their_reason(co
         "equipment 'EL-F-003' is registered as elevator, not boiler": 10,
         "field floor must be an integer, got \"two\"": 10,
         "missing ts": 10,
-        "payload is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)": 10,
+        "payload is not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)": 10,
         "unknown equipment 'EL-NOT-REGISTERED'": 10,
     }
 
