@@ -25,6 +25,9 @@ class IngestMetrics:
         self.buffer_depth = Gauge("semon_ingest_buffer_depth", "Messages received and not yet committed", registry=r)
         self.lag_seconds = Gauge("semon_ingest_lag_seconds",
                                  "Receive-to-commit time of the oldest message of the last batch", registry=r)
+        self.read_pauses = Counter("semon_ingest_read_pauses",
+                                   "Times the buffer was full and the ingester stopped reading from the broker",
+                                   registry=r)
         self.db_retries = Counter("semon_ingest_database_retries", "Batch writes retried after a database error",
                                   registry=r)
 

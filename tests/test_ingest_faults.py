@@ -308,3 +308,62 @@ def test_sigterm_commits_and_acknowledges_what_it_holds_before_exiting(config, f
         assert successor.totals.duplicates == 0
     finally:
         successor.stop()
+
+
+def test_a_stalled_database_holds_the_stream_at_the_receive_maximum_and_loses_nothing(config, fleet, publisher,
+                                                                                      db_url):
+    window = 50
+    ingester = Ingester(config.replace(ingest_buffer_size=window, ingest_batch_size=20))
+    ingester.start()
+    assert ingester.wait_connected(10)
+    pairs = stream(30)  # 600 messages, 12 windows
+    try:
+        with psycopg.connect(db_url) as blocker:
+            # Writes to telemetry block behind this lock as they would behind a database that stopped answering.
+            blocker.execute("LOCK TABLE telemetry_elevator IN ACCESS EXCLUSIVE MODE")
+            sender = publish_paced(publisher, pairs, per_second=2000)
+            sender.join(30)
+            wait_until(lambda: ingester.metrics.received._value.get() >= window, message="a full window")
+            time.sleep(1.0)  # a broker ignoring the window would have sent the rest by now
+            held = ingester.metrics.received._value.get()
+            assert held == window, f"received {held} messages with {window} allowed unacknowledged"
+            blocker.rollback()
+        assert_stored_exactly(config.database_url, pairs)
+    finally:
+        ingester.stop()
+
+
+def test_a_slow_database_never_makes_the_buffer_hold_more_than_the_receive_maximum(config, fleet, publisher,
+                                                                                    monkeypatch):
+    # Mosquitto 2.0 overshoots the Receive Maximum while acknowledgements flow; the buffer must stay bounded.
+    from ingest import writer as writer_module
+
+    write = writer_module.BatchWriter.write
+
+    def slow_write(self, batch):
+        time.sleep(0.1)
+        return write(self, batch)
+
+    monkeypatch.setattr(writer_module.BatchWriter, "write", slow_write)
+    window = 200
+    ingester = Ingester(config.replace(ingest_buffer_size=window, ingest_batch_size=50))
+    ingester.start()
+    assert ingester.wait_connected(10)
+    peak, watching = 0, threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not watching.is_set():
+            peak = max(peak, ingester.buffer.qsize())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pairs = stream(150)  # 3,000 messages, 15 windows
+    try:
+        publish_paced(publisher, pairs, per_second=100_000).join(60)
+        assert_stored_exactly(config.database_url, pairs)
+    finally:
+        watching.set()
+        ingester.stop()
+    assert 0 < peak <= window, f"the buffer held {peak} messages with a receive maximum of {window}"
