@@ -643,20 +643,22 @@ def describe_machine() -> str:
 
 
 def check_targets(results: dict[str, Any], settings: Settings) -> dict[str, bool]:
+    """Each target the run measured, met or not; a target whose phase did not run is left out."""
     live_2000 = results.get("live_2000", {})
     live_max = results.get(f"live_{max(settings.live_rates)}", {}) if settings.live_rates else {}
-    return {
+    targets = {
         f"drain_per_s >= {TARGET_DRAIN_PER_S}": results["drain_per_s"] >= TARGET_DRAIN_PER_S,
         f"drain_ratio >= {TARGET_DRAIN_RATIO}": results["drain_ratio"] >= TARGET_DRAIN_RATIO,
-        # Sustained: the ingester committed (nearly) everything offered while it was offered.
-        f"live {TARGET_LIVE_RATE}/s sustained": bool(live_max) and max(settings.live_rates) >= TARGET_LIVE_RATE
-        and live_max["stored_per_s"] >= 0.97 * TARGET_LIVE_RATE,
-        f"p99 < {TARGET_P99_MS_AT_2000} ms at 2000/s": live_2000.get("p99_ms") is not None
-        and live_2000["p99_ms"] < TARGET_P99_MS_AT_2000,
         "0 lost": results["lost"] == 0,
         "0 duplicated": results["duplicated"] == 0,
         f"RSS < {TARGET_RSS_MB} MB": results["ingester_peak_rss_mb"] < TARGET_RSS_MB,
     }
+    if live_max and max(settings.live_rates) >= TARGET_LIVE_RATE:
+        # Sustained: the ingester committed (nearly) everything offered while it was offered.
+        targets[f"live {TARGET_LIVE_RATE}/s sustained"] = live_max["stored_per_s"] >= 0.97 * TARGET_LIVE_RATE
+    if live_2000.get("p99_ms") is not None:
+        targets[f"p99 < {TARGET_P99_MS_AT_2000} ms at 2000/s"] = live_2000["p99_ms"] < TARGET_P99_MS_AT_2000
+    return targets
 
 
 def main() -> int:
