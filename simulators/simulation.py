@@ -45,13 +45,24 @@ class Due:
 class FleetSimulation:
     """The scenario's monitors and fault timeline; the caller decides what time it is."""
 
-    def __init__(self, scenario: Scenario, seed: int, interval_s: float, today: date | None = None):
+    def __init__(self, scenario: Scenario, seed: int, interval_s: float, today: date | None = None,
+                 shard: tuple[int, int] = (0, 1)):
+        """shard=(k, n): simulate only the k-th of n equal parts of the fleet (one per publishing process).
+
+        Each device has its own random stream, so a device behaves the same whichever shard runs it.
+        """
         if interval_s <= 0:
             raise ValueError("interval_s must be greater than 0")
+        k, n = shard
+        if not 0 <= k < n:
+            raise ValueError(f"shard {k} of {n} does not exist")
         self.scenario = scenario
         self.seed = seed
         self.interval_s = interval_s
-        self.fleet: list[Equipment] = build_fleet(scenario, seed, today or date.today())
+        self.shard = shard
+        # The whole fleet is built (the registry and the fault timeline are the fleet's), then sharded.
+        self.fleet_all: list[Equipment] = build_fleet(scenario, seed, today or date.today())
+        self.fleet: list[Equipment] = [e for i, e in enumerate(self.fleet_all) if i % n == k]
         self.devices: dict[str, Device] = {e.code: make_device(e, seed, scenario.tz) for e in self.fleet}
 
     def statuses(self, state: str) -> list[Message]:
@@ -68,7 +79,9 @@ class FleetSimulation:
         queue: list[tuple[float, int, int, int, Due]] = []
         for index, code in enumerate(self.devices):
             queue.append((index / count * self.interval_s, 1, index, 0, Due(index / count * self.interval_s, code)))
-        timeline = fault_timeline(self.scenario, self.fleet, self.seed)
+        # The timeline is drawn over the whole fleet, so it is the same however the fleet is sharded; another
+        # shard's actions are passed over below (filtering the endless timeline itself could wait forever).
+        timeline = fault_timeline(self.scenario, self.fleet_all, self.seed)
         order = 0
 
         def push_next_action() -> None:
@@ -82,6 +95,9 @@ class FleetSimulation:
         push_next_action()
         while queue:
             _, _, index, round_, due = heapq.heappop(queue)
+            if due.action is not None and due.equipment not in self.devices:
+                push_next_action()
+                continue
             yield due
             if due.action is None:
                 # Offsets from the round number, not by adding intervals, so they do not drift.
@@ -89,6 +105,11 @@ class FleetSimulation:
                 heapq.heappush(queue, (next_at, 1, index, round_ + 1, Due(next_at, due.equipment)))
             else:
                 push_next_action()
+
+    def messages(self, due: Due, now: datetime) -> list[Message]:
+        """What the monitor actually sends for a due item at `now`: its message as the monitor's behaviour
+        shapes it (nothing, a duplicate, a late one...). Runners publish this, not `message`."""
+        return [self.message(due, now)]
 
     def message(self, due: Due, now: datetime) -> Message:
         """The message a due item produces at `now` (raises ValueError for an impossible fault action)."""
