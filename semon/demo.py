@@ -12,7 +12,7 @@ from pathlib import Path
 from semon.config import Config
 from semon.db import connect, redact
 from semon.migrate import migrate
-from semon.registry import import_registry_csv
+from semon.registry import import_records_csv, import_registry_csv
 
 PARTS = ("ingest", "scheduler", "web", "simulate")
 STATUS_EVERY_S = 30
@@ -40,14 +40,17 @@ def _status(config: Config) -> str:
 
 def run_demo(config: Config, config_path: str | None) -> None:
     """Migrate, import the demo fleet's registry, start every part as a child process, stop them on Ctrl-C."""
+    from simulators.fleet import records_path
     from simulators.run import write_scenario_registry
 
     var = _var_dir() / "demo"
     var.mkdir(parents=True, exist_ok=True)
     migrate(config.database_url)
     registry = var / "registry.csv"
+    # Writes the records CSV (inspection and maintenance histories) next to it: the overdue list comes from them.
     count = write_scenario_registry("demo", config.simulate_seed, registry)
     print(f"demo fleet: {count} equipment; {import_registry_csv(config, registry)}", flush=True)
+    print(f"demo records: {import_records_csv(config, records_path(registry))}", flush=True)
 
     # Ctrl-C and SIGTERM both mean "stop cleanly": the parts run in their own sessions and only we stop them.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -59,11 +59,17 @@ class Device:
         self.fault: str | None = None
         self.clock: datetime | None = None
         self.now = datetime.min.replace(tzinfo=UTC)  # the moment being simulated, during start() and tick()
+        # Wear severity by kind, 0 (as new) to 1 (failed); the simulation sets it from its wear plan.
+        self.degradation: Mapping[str, float] = {}
 
     @property
     def code(self) -> str:
         """The equipment's registry code."""
         return self.equipment.code
+
+    def worn(self, kind: str) -> float:
+        """Severity of one kind of wear (simulators/wear.py), 0 when the equipment is not wearing that way."""
+        return self.degradation.get(kind, 0.0)
 
     @property
     def behaviour(self) -> FaultBehaviour[Any] | None:

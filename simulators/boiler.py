@@ -17,6 +17,10 @@ LEVEL_RATE_MM_S = 1.5  # drum level change per second at a full-capacity surplus
 LEVEL_GAIN = 0.02  # feedwater correction (share of capacity) per mm of level error
 LEVEL_LIMIT_MM = 200.0  # the gauge glass ends here
 AMBIENT_C = 20.0
+# What full wear (severity 1) does; severity rises from 0 over an episode (simulators/wear.py).
+WORN_SCALE_C = 50.0  # scale on the heating surfaces: hotter flue gas at the same firing
+WORN_HARDNESS = 0.03  # exhausted softener: extra feedwater hardness, mmol/L (the GB/T 1576 limit is 0.03)
+WORN_O2_PCT = 3.0  # burner drift: extra excess air
 
 
 def saturation_temp_c(pressure_mpa: float) -> float:
@@ -111,9 +115,11 @@ class Boiler(Device):
         self.level += LEVEL_RATE_MM_S * (self.feed - self.steam - relief) / capacity * dt
         self.level = clamp(self.level + rng.gauss(0, 0.3) * dt ** 0.5, -LEVEL_LIMIT_MM, LEVEL_LIMIT_MM)
         firing = FIRING[self.burner]
-        flue_target = 75.0 if firing == 0 else 120.0 + 100.0 * firing + self.fouling_c
+        scale = WORN_SCALE_C * self.worn("scaling")
+        flue_target = 75.0 if firing == 0 else 120.0 + 100.0 * firing + self.fouling_c + scale
         self.flue += (flue_target + self.flue_extra_c - self.flue) * dt / 90
-        o2_target = 20.9 if firing == 0 else (3.3 if firing == 1.0 else 5.5) + self.o2_offset
+        drift = WORN_O2_PCT * self.worn("burner_drift")
+        o2_target = 20.9 if firing == 0 else (3.3 if firing == 1.0 else 5.5) + self.o2_offset + drift
         self.o2 += (o2_target - self.o2) * dt / 15
 
     def telemetry(self) -> dict[str, Any]:
@@ -122,7 +128,7 @@ class Boiler(Device):
         if self.water_quality_bad:
             hardness, ph = rng.uniform(0.06, 0.1), rng.uniform(9.4, 9.8)
         else:
-            hardness = max(0.0, self.hardness_base + rng.gauss(0, 0.001))
+            hardness = max(0.0, self.hardness_base + WORN_HARDNESS * self.worn("softener") + rng.gauss(0, 0.001))
             ph = self.ph_base + rng.gauss(0, 0.03)
         return {
             "pressure_mpa": round(max(0.0, self.pressure + rng.gauss(0, 0.002)) if running else 0.0, 3),
@@ -186,6 +192,14 @@ def _feedwater_failure(boiler: Boiler) -> None:
     boiler.feed_override = 0.0
 
 
+def _low_water_interlock(boiler: Boiler, dt: float) -> None:
+    # With no feedwater the level falls; at the low-level limit the mandatory interlock cuts the burner, so a
+    # long feedwater failure never shows a boiler firing dry.
+    if boiler.level < -50.0:
+        boiler.burner_lockout = True
+        boiler.burner = "off"
+
+
 def _water_quality(boiler: Boiler) -> None:
     boiler.water_quality_bad = True
 
@@ -203,7 +217,7 @@ FAULTS: dict[str, FaultBehaviour[Boiler]] = {
     "overpressure": FaultBehaviour(_overpressure),
     "flame_failure": FaultBehaviour(_flame_failure),
     "high_flue_gas_temp": FaultBehaviour(_high_flue_gas_temp),
-    "feedwater_failure": FaultBehaviour(_feedwater_failure),
+    "feedwater_failure": FaultBehaviour(_feedwater_failure, _low_water_interlock),
     "water_quality": FaultBehaviour(_water_quality),
     "safety_valve_open": FaultBehaviour(_safety_valve_open),
 }

@@ -36,6 +36,12 @@ COUNTER_MARGIN = 1.25
 AMBIENT_C = 28.0
 MOTOR_RISE_K = 55.0  # temperature rise of a motor at rated current, continuously
 MOTOR_TAU_S = 1200.0
+# What full wear (severity 1) does; severity rises from 0 over an episode (simulators/wear.py).
+WORN_DOOR_SLOWDOWN = 1.2  # door operator: door motions take up to 2.2 times as long
+WORN_DOOR_REOPEN = 0.6  # door operator: chance that a closing door reopens (weak closing force, misaligned sills)
+WORN_BEARING_G = 0.05  # bearings / guide shoes: extra vibration while running at rated speed
+WORN_BRAKE_MM = 12.0  # brake: extra spread and overshoot of the stopping position
+WORN_MOTOR_K = 35.0  # motor: extra temperature rise (failing cooling fan, insulation ageing)
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Elevator(Device):
         self.phase = "idle"
         self.phase_s = 0.0
         self.dwell_s = 0.0
+        self.reopen_at: float | None = None  # when, into its closing, a worn door operator reopens the door
         self.calls: deque[Call] = deque()
         self.job: Call | None = None
         self.stage: str | None = None  # pickup, deliver, rescue
@@ -154,7 +161,8 @@ class Elevator(Device):
             self.run_s += dt
         if self.velocity != 0.0 or runs != self.run_count:
             self._keep_under_ceiling()
-        heat_target = AMBIENT_C + MOTOR_RISE_K * (self._current() / self.rated_current) ** 2
+        heat_target = (AMBIENT_C + MOTOR_RISE_K * (self._current() / self.rated_current) ** 2
+                       + WORN_MOTOR_K * self.worn("motor_overheat"))
         self.motor_temp += (heat_target - self.motor_temp) * dt / MOTOR_TAU_S
 
     def _arrivals(self, dt: float, hour: float) -> None:
@@ -187,17 +195,40 @@ class Elevator(Device):
                 self._set_phase("door_opening")
                 self.door = "opening"
         elif self.phase == "door_opening":
-            if self.phase_s >= DOOR_OPEN_S:
+            if self.phase_s >= DOOR_OPEN_S * self._door_slowdown():
                 self.door = "open"
                 self._exchange_passengers()
+        elif self.phase == "door_reopening":
+            if self.phase_s >= DOOR_OPEN_S * self._door_slowdown():
+                self.door = "open"
+                self.dwell_s = 1.0 + self.rng.uniform(0, 1.5)
+                self._set_phase("door_open")
         elif self.phase == "door_open":
             if self.phase_s >= self.dwell_s:
                 self.door = "closing"
                 self._set_phase("door_closing")
-        elif self.phase == "door_closing" and self.phase_s >= DOOR_CLOSE_S:
-            self.door = "closed"
-            self.door_cycles += 1
-            self._set_phase("idle")
+                self.reopen_at = self._draw_reopen()
+        elif self.phase == "door_closing":
+            if self.reopen_at is not None and self.phase_s >= self.reopen_at:
+                # The door reverses before it locks; a reopening counts as a door cycle, as a monitor counts it.
+                self.door = "opening"
+                self.door_cycles += 1
+                self._set_phase("door_reopening")
+            elif self.phase_s >= DOOR_CLOSE_S * self._door_slowdown():
+                self.door = "closed"
+                self.door_cycles += 1
+                self._set_phase("idle")
+
+    def _door_slowdown(self) -> float:
+        return 1.0 + WORN_DOOR_SLOWDOWN * self.worn("door_operator")
+
+    def _draw_reopen(self) -> float | None:
+        severity = self.worn("door_operator")
+        if severity <= 0.0:
+            return None  # no draw: a healthy car's random stream is the same as before wear existed
+        if self.rng.random() >= WORN_DOOR_REOPEN * severity:
+            return None
+        return self.rng.uniform(0.3, 0.9) * DOOR_CLOSE_S * self._door_slowdown()
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
@@ -222,7 +253,12 @@ class Elevator(Device):
 
     def _start_run(self, floor: int, speed_limit: float) -> None:
         self.target_floor = floor
-        self.next_leveling_mm = clamp(self.rng.gauss(0, 2 + 4 * self.wear), -15, 15)
+        # A worn brake lets the car slide past the landing in its direction of travel, and less consistently.
+        brake = self.worn("brake")
+        direction = 1.0 if floor * FLOOR_HEIGHT_M >= self.position else -1.0
+        limit = 15 + 2 * WORN_BRAKE_MM * brake
+        self.next_leveling_mm = clamp(self.rng.gauss(direction * WORN_BRAKE_MM * brake,
+                                                     2 + 4 * self.wear + WORN_BRAKE_MM * brake), -limit, limit)
         self.target_pos = floor * FLOOR_HEIGHT_M + self.next_leveling_mm / 1000
         self.speed_limit = speed_limit
         self.run_count += 1
@@ -271,7 +307,8 @@ class Elevator(Device):
         rng = self.rng
         moving = self.velocity != 0.0
         if moving:
-            vibration = 0.006 + 0.014 * abs(self.velocity) / self.rated_speed + 0.02 * self.wear
+            vibration = (0.006 + (0.014 + WORN_BEARING_G * self.worn("bearing")) * abs(self.velocity) / self.rated_speed
+                         + 0.02 * self.wear)
         else:
             vibration = 0.0015 + (0.002 if self.door in ("opening", "closing") else 0.0)
         load_pct = self.persons * PASSENGER_KG / self.rated_load * 100

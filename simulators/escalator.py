@@ -15,6 +15,9 @@ START_ACCEL_MPS2 = 0.4  # soft start and stop (EN 115-1 limits deceleration to 1
 # Run hours never exceed the scheduled hours since installation times this margin (their ceiling) and
 # start at it; so a restarted simulator, starting at the ceiling again, never reports less than before.
 COUNTER_MARGIN = 1.01
+# What full wear (severity 1) does; severity rises from 0 over an episode (simulators/wear.py).
+WORN_HANDRAIL_SLIP = 0.12  # the left handrail falls this share behind its nominal speed
+WORN_CHAIN_G = 0.04  # step chain and its bearings: extra vibration while running
 
 
 class Escalator(Device):
@@ -87,14 +90,15 @@ class Escalator(Device):
             # Passengers going up load the motor; going down they drive it (regeneration), barely.
             share = 0.55 * self.load if self.moving_direction == "up" else -0.05 * self.load
             current = self.rated_current * (0.3 + share) * (1 + rng.gauss(0, 0.02))
-            vibration = 0.01 + 0.015 * self.wear + abs(rng.gauss(0, 0.002))
+            vibration = 0.01 + 0.015 * self.wear + WORN_CHAIN_G * self.worn("step_chain") + abs(rng.gauss(0, 0.002))
         else:
             current, vibration = 0.0, 0.001 + abs(rng.gauss(0, 0.0003))
+        slip = 1.0 - WORN_HANDRAIL_SLIP * self.worn("handrail")
         return {
             "running": running,
             "direction": self.moving_direction if running else "stop",
             "speed_mps": round(speed, 3),
-            "handrail_left_mps": round(speed * self.handrail_factor[0], 3),
+            "handrail_left_mps": round(speed * self.handrail_factor[0] * slip, 3),
             "handrail_right_mps": round(speed * self.handrail_factor[1], 3),
             "mode": "normal" if self.in_service else "out_of_service",
             "safety_circuit_ok": self.safety_ok,

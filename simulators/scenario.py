@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ import yaml
 from semon.config import ConfigError
 from semon.vocabulary import EQUIPMENT_TYPES
 from simulators.devices import supported_faults
+from simulators.monitor import MonitorMix, parse_monitors
+from simulators.wear import RepeatingWear, ScheduledWear, check_wear, parse_wear, parse_wear_repeat
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 CODE_PREFIXES = {"elevator": "EL", "escalator": "ES", "boiler": "BL", "pressure_vessel": "PV"}
@@ -87,6 +89,9 @@ class Scenario:
     old_install_share: float
     faults: tuple[ScheduledFault, ...]
     repeat: RepeatingFaults | None
+    monitors: MonitorMix = MonitorMix()  # how the monitors deliver (simulators/monitor.py)
+    wear: tuple[ScheduledWear, ...] = ()  # gradual wear ending in a fault (simulators/wear.py)
+    wear_repeat: RepeatingWear | None = None
 
     def equipment_codes(self) -> dict[str, str]:
         """Every equipment code of the fleet, mapped to its type, in registry order."""
@@ -151,7 +156,11 @@ def _parse(data: Any, default_name: str) -> Scenario:
         old_install_share=share,
         faults=tuple(_scheduled_fault(f, i) for i, f in enumerate(root.get("faults") or ())),
         repeat=_repeat(root["repeat"]) if root.get("repeat") else None,
+        monitors=parse_monitors(root.get("monitors")),
     )
+    # Wear needs the fleet's codes and types to check its kinds and faults, so it is parsed last.
+    scenario = replace(scenario, wear=parse_wear(root.get("wear"), scenario.equipment_codes()),
+                       wear_repeat=parse_wear_repeat(root.get("wear_repeat")))
     _check(scenario)
     return scenario
 
@@ -191,6 +200,7 @@ def _check(scenario: Scenario) -> None:
             unknown = set(names) - supported_faults(kind)
             if unknown:
                 raise ValueError(f"repeat: {kind} cannot simulate {', '.join(sorted(unknown))}")
+    check_wear(scenario.wear, scenario.faults, scenario.suspended)
 
 
 def _overlap(a: ScheduledFault, b: ScheduledFault) -> bool:

@@ -6,15 +6,17 @@ import heapq
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from semon.vocabulary import topic
 from simulators.base import Device
 from simulators.devices import make_device
 from simulators.fleet import Equipment, build_fleet
+from simulators.monitor import MonitorBehaviour
 from simulators.scenario import Scenario
 from simulators.timeline import FaultAction, fault_timeline
+from simulators.wear import WearPlan
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,13 @@ class Message:
 
     channel: str
     topic: str
-    payload: dict[str, Any] | str
+    payload: dict[str, Any] | str | bytes  # bytes: sent as they are (a malformed message)
     retain: bool = False
 
     def encode(self) -> bytes:
-        """The payload as sent: compact JSON, or the bare word for a status."""
+        """The payload as sent: compact JSON, the bare word for a status, or raw bytes."""
+        if isinstance(self.payload, bytes):
+            return self.payload
         if isinstance(self.payload, str):
             return self.payload.encode("utf-8")
         return json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -46,7 +50,7 @@ class FleetSimulation:
     """The scenario's monitors and fault timeline; the caller decides what time it is."""
 
     def __init__(self, scenario: Scenario, seed: int, interval_s: float, today: date | None = None,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), malformed_share: float = 0.0):
         """shard=(k, n): simulate only the k-th of n equal parts of the fleet (one per publishing process).
 
         Each device has its own random stream, so a device behaves the same whichever shard runs it.
@@ -64,6 +68,15 @@ class FleetSimulation:
         self.fleet_all: list[Equipment] = build_fleet(scenario, seed, today or date.today())
         self.fleet: list[Equipment] = [e for i, e in enumerate(self.fleet_all) if i % n == k]
         self.devices: dict[str, Device] = {e.code: make_device(e, seed, scenario.tz) for e in self.fleet}
+        # Wear episodes, drawn over the whole fleet like the fault timeline; each device reads its own.
+        self.wear = WearPlan(scenario, self.fleet_all, seed)
+        # Ground truth: faults as injected (see labels()), and the latest moment simulated, in seconds.
+        self._injected: list[dict[str, Any]] = []
+        self._active: dict[tuple[str, str], dict[str, Any]] = {}
+        self._latest_s = 0.0
+        # malformed_share: that share of all messages is bad (to exercise the dead-letter path); 0 by default.
+        self.monitors: dict[str, MonitorBehaviour] = {
+            e.code: MonitorBehaviour(e, seed, scenario.monitors, malformed_share) for e in self.fleet}
 
     def statuses(self, state: str) -> list[Message]:
         """Every monitor's retained status message ("online" or "offline")."""
@@ -109,16 +122,60 @@ class FleetSimulation:
     def messages(self, due: Due, now: datetime) -> list[Message]:
         """What the monitor actually sends for a due item at `now`: its message as the monitor's behaviour
         shapes it (nothing, a duplicate, a late one...). Runners publish this, not `message`."""
-        return [self.message(due, now)]
+        message = self.message(due, now)
+        if message.channel == "event" and not self.monitors[due.equipment].reports_faults:
+            # A retrofit terminal only sends telemetry: the fault shows in it, but no event is produced, so
+            # the event's seq is not used either (seq stays gap-free, as the terminal's own counter would).
+            self.devices[due.equipment].seq -= 1
+            return []
+        return self.monitors[due.equipment].deliver(message, now)
 
     def message(self, due: Due, now: datetime) -> Message:
         """The message a due item produces at `now` (raises ValueError for an impossible fault action)."""
         device = self.devices[due.equipment]
         kind = device.equipment_type
+        self._latest_s = max(self._latest_s, due.at_s)
+        # Wear follows simulated elapsed time, so it is the same in real time, accelerated and backfill runs.
+        device.degradation = self.wear.severity(device.code, due.at_s)
         if due.action is None:
             return Message("telemetry", topic(kind, device.code, "telemetry"), device.step(now))
-        if due.action.state == "raised":
-            payload = device.raise_fault(due.action.fault, now)
+        action = due.action
+        if action.state == "raised":
+            payload = device.raise_fault(action.fault, now)
+            label = {"equipment": device.code, "kind": "fault", "name": action.fault, "start_s": action.at_s,
+                     "end_s": None}
+            self._injected.append(label)
+            self._active[(device.code, action.fault)] = label
         else:
-            payload = device.clear_fault(due.action.fault, now)
+            payload = device.clear_fault(action.fault, now)
+            label = self._active.pop((device.code, action.fault), None)
+            if label is not None:
+                label["end_s"] = action.at_s
         return Message("event", topic(kind, device.code, "event"), payload)
+
+    def labels(self, started_at: datetime) -> list[dict[str, Any]]:
+        """Ground truth so far: every fault injected and every wear episode begun on this shard's equipment.
+
+        Each is {"equipment", "kind": "fault"|"wear", "name", "start", "end"} (ISO 8601 times; end is None
+        while it lasts), plus "leads_to" (the fault it ends in) for wear; times are started_at + seconds
+        simulated, in start order.
+        """
+        def iso(at_s: float | None) -> str | None:
+            if at_s is None:
+                return None
+            return (started_at + timedelta(seconds=at_s)).isoformat(timespec="milliseconds")
+
+        rows: list[tuple[float, dict[str, Any]]] = []
+        for fault in self._injected:
+            rows.append((fault["start_s"], {"equipment": fault["equipment"], "kind": "fault", "name": fault["name"],
+                                            "start": iso(fault["start_s"]), "end": iso(fault["end_s"])}))
+        for episode in self.wear.begun(self._latest_s):
+            if episode.equipment not in self.devices:
+                continue
+            # A wear episode ends when its fault is raised.
+            end = episode.end_s if episode.end_s <= self._latest_s else None
+            rows.append((episode.start_s, {"equipment": episode.equipment, "kind": "wear", "name": episode.kind,
+                                           "start": iso(episode.start_s), "end": iso(end),
+                                           "leads_to": episode.leads_to}))
+        rows.sort(key=lambda row: (row[0], row[1]["equipment"], row[1]["kind"] != "wear"))
+        return [row for _, row in rows]

@@ -1,4 +1,5 @@
-"""The fault timeline: a scenario's scheduled faults merged with its repeating random ones, in time order."""
+"""The fault timeline: a scenario's scheduled faults, the faults its wear episodes end in, and its repeating
+random faults, merged in time order."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from simulators.fleet import Equipment
 from simulators.scenario import Scenario
+from simulators.wear import WearPlan
 
 # Faults on one equipment never overlap and are this far apart, so each raise/clear pair stays distinct.
 GAP_S = 5.0
@@ -49,13 +51,31 @@ def fault_timeline(scenario: Scenario, fleet: list[Equipment], seed: int) -> Ite
     def free(code: str, start: float, end: float) -> bool:
         return all(end + GAP_S < s or e + GAP_S < start for s, e in busy.get(code, ()))
 
+    # A wear episode's fault goes on the queue once the episode begins: before anything later is yielded, and
+    # before a random fault is drawn that could overlap it (its own plan keeps it clear of scheduled faults).
+    wear = WearPlan(scenario, fleet, seed)
+
+    def take_wear(until: float) -> None:
+        while wear.next_start() <= until:
+            episode = wear.pop()
+            schedule(episode.end_s, episode.clear_s, episode.equipment, episode.leads_to)
+
     while True:
-        while (queue and next_at > queue[0][0]) or (not queue and next_at == float("inf")):
-            if not queue:
+        while True:
+            horizon = min(queue[0][0] if queue else float("inf"), next_at)
+            if horizon < float("inf"):
+                take_wear(horizon)
+            elif wear.next_start() < float("inf"):
+                take_wear(wear.next_start())  # only wear left: one episode at a time (it may be endless)
+                continue
+            if not queue and next_at == float("inf"):
                 return
+            if not (queue and next_at > queue[0][0]):
+                break
             yield heapq.heappop(queue)[3]
         assert repeat is not None
         duration = round(rng.uniform(*repeat.duration_s))
+        take_wear(next_at + duration + GAP_S)
         available = [e for e in candidates if free(e.code, next_at, next_at + duration)]
         if available:
             equipment = rng.choice(available)
