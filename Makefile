@@ -6,6 +6,7 @@ help:
 	@echo "make demo   set up TimescaleDB, Mosquitto and Python, then run semon on a simulated fleet"
 	@echo "make test   set up the same way and run the test suite against the real services"
 	@echo "make bench  set up the same way and run the ingest benchmark (about 5 minutes; bench/RESULTS.md)"
+	@echo "make bench-simulate  run the simulator benchmark: the load scenario for 5 minutes (bench/RESULTS.md)"
 	@echo "make lint   ruff"
 	@echo "make stop   stop the TimescaleDB and Mosquitto that semon started"
 
@@ -21,6 +22,10 @@ test: setup
 bench: setup
 	@scripts/bench.sh
 
+# Not part of `make bench`: it would take that past 10 minutes. It needs Mosquitto only, no database.
+bench-simulate: setup
+	@. scripts/lib.sh && ensure_debs mosquitto && "$$VENV/bin/python" bench/simulate.py
+
 lint: setup
 	@.venv/bin/ruff check .
 
@@ -28,4 +33,4 @@ stop: setup
 	@scripts/mosquitto.sh stop
 	@scripts/timescaledb.sh stop
 
-.PHONY: help setup demo test bench lint stop
+.PHONY: help setup demo test bench bench-simulate lint stop

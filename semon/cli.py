@@ -128,26 +128,67 @@ def import_equipment(ctx: _Context, csv_file: Path) -> None:
     click.echo(summary)
 
 
+@cli.command("import-records")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def import_records(ctx: _Context, csv_file: Path) -> None:
+    """Import inspection and maintenance records from CSV, after their equipment (all rows or none; re-importing
+    changes nothing)."""
+    from semon.migrate import migrate as run_migrations
+    from semon.registry import RegistryError, import_records_csv
+
+    run_migrations(ctx.config.database_url)
+    try:
+        summary = import_records_csv(ctx.config, csv_file)
+    except RegistryError as exc:
+        for problem in exc.problems:
+            click.echo(f"{csv_file}:{problem}", err=True)
+        raise click.ClickException(f"{len(exc.problems)} bad row(s); nothing was imported") from None
+    click.echo(summary)
+
+
 @cli.command()
 @click.option("--scenario", default="demo", show_default=True, help="fleet scenario name or YAML file")
 @click.option("--registry-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the fleet's registry CSV here and exit")
 @click.option("--seed", type=int, default=None, help="random seed (default: simulate_seed)")
 @click.option("--interval", type=float, default=None, help="seconds between messages per monitor")
-@click.option("--duration", type=float, default=None, help="stop after this many seconds")
+@click.option("--duration", type=float, default=None, help="stop after this many (wall-clock) seconds")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="accelerated time: simulated seconds per wall-clock second (60: an hour a minute)")
+@click.option("--from", "history", default=None, metavar="AGE",
+              help="backfill: start the simulation this long ago (30d, 12h, 90m, 45s), publish that history "
+                   "as fast as the broker takes it, then carry on in real time")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="publishing processes, one MQTT connection each (default: enough for the fleet's rate)")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="at the end, write the injected faults and wear episodes here (JSON lines)")
+@click.option("--malformed", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="share of messages sent malformed, for the dead-letter path")
+@click.option("--report-every", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="seconds between log lines with the publish rate and backlog")
 @pass_ctx
 def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int | None,
-             interval: float | None, duration: float | None) -> None:
-    """Simulate a fleet of monitors publishing over MQTT, or write its registry CSV."""
-    from simulators.run import run_simulation, write_scenario_registry
+             interval: float | None, duration: float | None, speed: float, history: str | None,
+             processes: int | None, labels_path: Path | None, malformed: float, report_every: float) -> None:
+    """Simulate a fleet of monitors publishing over MQTT, or write its registry CSV (docs/simulate.md)."""
+    from simulators.run import SimulationError, parse_history, run_simulation, write_scenario_registry
 
     seed = ctx.config.simulate_seed if seed is None else seed
     if registry_csv is not None:
         count = write_scenario_registry(scenario, seed, registry_csv)
         click.echo(f"wrote {count} equipment to {registry_csv}")
         return
-    run_simulation(ctx.config, scenario, seed=seed,
-                   interval_s=interval or ctx.config.simulate_interval_s, duration_s=duration)
+    try:
+        history_s = 0.0 if history is None else parse_history(history)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--from") from None
+    try:
+        run_simulation(ctx.config, scenario, seed=seed, interval_s=interval or ctx.config.simulate_interval_s,
+                       duration_s=duration, speed=speed, history_s=history_s, processes=processes,
+                       labels_path=labels_path, malformed_share=malformed, report_every_s=report_every)
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from ingest import paho_properties
 from semon.config import mqtt_address
 from simulators.simulation import Message
 
@@ -24,6 +25,9 @@ class Publisher:
     """Publishes at QoS 1 over one connection that paho keeps reconnecting; thread-safe."""
 
     def __init__(self, url: str, client_id: str, on_connected: Callable[[], None] | None = None):
+        # paho builds a Properties object for every PUBACK, even over MQTT 3.1.1: a fifth of the publishing
+        # cost at 1,000 messages/s. The ingester's cheaper, tested drop-in does for acks what it does for it.
+        paho_properties.install()
         address = mqtt_address(url)
         self.host, self.port, user, password = address.host, address.port, address.username, address.password
         self.on_connected = on_connected
@@ -31,6 +35,7 @@ class Publisher:
         self.ever_connected = False
         self.acked: Counter[str] = Counter()
         self.dropped = 0
+        self.published = 0  # handed to paho (acknowledged or not)
         self._lock = threading.Lock()
         self._pending: dict[int, str] = {}
         self._early_acks: set[int] = set()
@@ -61,6 +66,7 @@ class Publisher:
             return False
         # NO_CONN is fine at QoS 1: paho keeps the message and sends it once reconnected.
         with self._lock:
+            self.published += 1
             if info.mid in self._early_acks:
                 self._early_acks.discard(info.mid)
                 self.acked[message.channel] += 1
