@@ -1,8 +1,10 @@
-"""A test-side MQTT publisher that waits for the broker's acknowledgements."""
+"""Test-side MQTT clients: a publisher that waits for the broker's acknowledgements, and a subscriber."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -64,6 +66,36 @@ class StreamPublisher:
                 return True
             time.sleep(0.05)
         return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Subscriber:
+    """Collects every message on sem/v1/# with its retain flag and arrival time."""
+
+    def __init__(self, url: str):
+        self.messages: list[tuple[str, bytes, bool, float]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        address = mqtt_address(url)
+        self.client.connect(address.host, address.port)
+        self.client.subscribe("sem/v1/#", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self.lock:
+            self.messages.append((message.topic, message.payload, bool(message.retain), time.monotonic()))
+
+    def received(self, channel: str, retained: bool | None = None,
+                 district: str | None = None) -> list[tuple[str, bytes, bool, float]]:
+        """Messages of one channel, optionally only (not) retained ones or one district's (-<code>- in the topic)."""
+        with self.lock:
+            return [m for m in self.messages if m[0].endswith("/" + channel)
+                    and (retained is None or m[2] == retained)
+                    and (district is None or f"-{district}-" in m[0])]
 
     def close(self) -> None:
         self.client.disconnect()

@@ -17,6 +17,7 @@ import pytest
 from simulators.run import SimulationStats, TimeMode, default_processes, parse_history, run_simulation
 from simulators.scenario import load_scenario
 from tests.conftest import wait_until
+from tests.mqtt_helpers import Subscriber
 
 SCENARIO = """
 name: run-{code}
@@ -40,33 +41,6 @@ def scenario_file(tmp_path: Path, code: str, elevators: int = 3) -> str:
     return str(path)
 
 
-class Subscriber:
-    """Every message under one district's topics, with when it arrived."""
-
-    def __init__(self, url: str):
-        self.messages: list[tuple[str, bytes, float]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_message = self._on_message
-        host, port = url.removeprefix("mqtt://").split(":")
-        self.client.connect(host, int(port))
-        self.client.subscribe("sem/v1/#", qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, message) -> None:
-        if not message.retain:
-            with self.lock:
-                self.messages.append((message.topic, message.payload, time.monotonic()))
-
-    def received(self, channel: str, code: str) -> list[tuple[str, bytes, float]]:
-        with self.lock:
-            return [m for m in self.messages if m[0].endswith("/" + channel) and f"-{code}-" in m[0]]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def run(broker, base_config, tmp_path):
     """Runs a simulation of a fresh scenario against the test broker; leaves no retained status behind."""
@@ -81,9 +55,9 @@ def run(broker, base_config, tmp_path):
         options.setdefault("duration_s", 2.0)
         stats = run_simulation(config, scenario, seed=1, **options)
         # Everything acknowledged reaches the subscriber shortly after.
-        wait_until(lambda: len(live.received("telemetry", code)) >= stats.published["telemetry"], timeout=5,
+        wait_until(lambda: len(live.received("telemetry", False, code)) >= stats.published["telemetry"], timeout=5,
                    message="every acknowledged telemetry message")
-        return stats, live.received("telemetry", code)
+        return stats, [(topic, payload, at) for topic, payload, _, at in live.received("telemetry", False, code)]
 
     yield start
     live.close()
@@ -188,7 +162,7 @@ def test_a_stop_ends_every_process_cleanly_with_offline_statuses(broker, base_co
         config, scenario, seed=1, interval_s=0.5, duration_s=None, processes=2, stop_event=stop)))
     try:
         runner.start()
-        wait_until(lambda: len({m[0] for m in live.received("telemetry", "S1")}) == len(codes), timeout=15,
+        wait_until(lambda: len({m[0] for m in live.received("telemetry", False, "S1")}) == len(codes), timeout=15,
                    message="telemetry from every monitor")
         asked = time.monotonic()
         stop.set()
@@ -196,11 +170,11 @@ def test_a_stop_ends_every_process_cleanly_with_offline_statuses(broker, base_co
         assert not runner.is_alive() and time.monotonic() - asked < 5
         assert not multiprocessing.active_children()
         stats = result["stats"]
-        wait_until(lambda: len(live.received("status", "S1")) >= stats.published["status"], timeout=5,
+        wait_until(lambda: len(live.received("status", False, "S1")) >= stats.published["status"], timeout=5,
                    message="every status")
-        last_status = {topic: payload for topic, payload, _ in live.received("status", "S1")}
+        last_status = {topic: payload for topic, payload, _, _ in live.received("status", False, "S1")}
         assert len(last_status) == len(codes) and set(last_status.values()) == {b"offline"}
-        assert stats.published["telemetry"] == len(live.received("telemetry", "S1"))
+        assert stats.published["telemetry"] == len(live.received("telemetry", False, "S1"))
     finally:
         stop.set()
         live.close()

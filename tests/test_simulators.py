@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from semon.vocabulary import CODE_PATTERN, TELEMETRY_FIELDS
@@ -27,6 +26,7 @@ from simulators.scenario import ScenarioError, load_scenario
 from simulators.simulation import FleetSimulation, Message
 from simulators.timeline import FaultAction, fault_timeline
 from tests.conftest import REPO, wait_until
+from tests.mqtt_helpers import Subscriber
 
 DAY = date(2026, 11, 22)
 MORNING = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai, the demo's clock: the morning peak
@@ -441,33 +441,6 @@ def test_a_scenario_loads_from_a_file_and_bad_ones_are_refused_with_the_reason(t
     bad.write_text(small_scenario(tmp_path, "T0").read_text().replace("fault: entrapment", "fault: flame_failure"))
     with pytest.raises(ScenarioError, match="bad.yaml: faults: elevator EL-T0-0001 cannot simulate 'flame_failure'"):
         load_scenario(str(bad))
-
-
-class Subscriber:
-    """Collects every message on sem/v1/# with its retain flag."""
-
-    def __init__(self, url: str):
-        self.messages: list[tuple[str, bytes, bool, float]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_message = self._on_message
-        host, port = url.removeprefix("mqtt://").split(":")
-        self.client.connect(host, int(port))
-        self.client.subscribe("sem/v1/#", qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, message) -> None:
-        with self.lock:
-            self.messages.append((message.topic, message.payload, bool(message.retain), time.monotonic()))
-
-    def received(self, channel: str, retained: bool | None = None) -> list[tuple[str, bytes, bool, float]]:
-        with self.lock:
-            return [m for m in self.messages if m[0].endswith("/" + channel)
-                    and (retained is None or m[2] == retained)]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def clear_retained(url: str, topics: list[str]) -> None:
