@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from models.compliance import rules_from_config, scan_compliance
 from models.fault_events import process_fault_events
-from models.inspections import scan_overdue_inspections
+from models.figures import record_daily_figures
 from models.presence import mark_silent_offline
 from semon.config import Config
 from semon.db import DatabaseUnavailable, connect
@@ -39,13 +40,15 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
 
 def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
-    months = config.inspection_interval_months
+    rules = rules_from_config(config)
     silence = timedelta(seconds=config.heartbeat_interval_s * config.offline_after_missed_heartbeats)
     return {
         "presence": (lambda conn, now: mark_silent_offline(conn, now, silence), config.scheduler_interval_s),
         "fault_events": (process_fault_events, config.scheduler_interval_s),
-        "overdue_inspections": (
-            lambda conn, now: scan_overdue_inspections(conn, now.date(), now, months), config.compliance_interval_s),
+        # Every check of issue 5's table: overdue alerts, resolutions and due-soon reminders.
+        "compliance": (lambda conn, now: scan_compliance(conn, now.date(), now, rules), config.compliance_interval_s),
+        # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
+        "compliance_daily": (lambda conn, now: record_daily_figures(conn, now.date(), now=now), 3600.0),
     }
 
 

@@ -115,17 +115,7 @@ def web(ctx: _Context, host: str | None, port: int | None) -> None:
 @pass_ctx
 def import_equipment(ctx: _Context, csv_file: Path) -> None:
     """Import the equipment registry from CSV (all rows or none; re-importing changes nothing)."""
-    from semon.migrate import migrate as run_migrations
-    from semon.registry import RegistryError, import_registry_csv
-
-    run_migrations(ctx.config.database_url)
-    try:
-        summary = import_registry_csv(ctx.config, csv_file)
-    except RegistryError as exc:
-        for problem in exc.problems:
-            click.echo(f"{csv_file}:{problem}", err=True)
-        raise click.ClickException(f"{len(exc.problems)} bad row(s); nothing was imported") from None
-    click.echo(summary)
+    _registry_import(ctx, "equipment", csv_file)
 
 
 @cli.command("import-records")
@@ -134,17 +124,63 @@ def import_equipment(ctx: _Context, csv_file: Path) -> None:
 def import_records(ctx: _Context, csv_file: Path) -> None:
     """Import inspection and maintenance records from CSV, after their equipment (all rows or none; re-importing
     changes nothing)."""
+    _registry_import(ctx, "records", csv_file)
+
+
+# What `semon registry import|export` handles; records import after their equipment (docs/registry-csv.md).
+REGISTRY_KINDS = ("equipment", "records", "firms", "districts", "use-units")
+
+
+@cli.group()
+def registry() -> None:
+    """Import or export the registry as CSV: equipment, records, firms, districts, use-units."""
+
+
+@registry.command("import")
+@click.argument("kind", type=click.Choice(REGISTRY_KINDS))
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def registry_import(ctx: _Context, kind: str, csv_file: Path) -> None:
+    """Import KIND from CSV_FILE (all rows or none; re-importing changes nothing)."""
+    _registry_import(ctx, kind, csv_file)
+
+
+def _registry_import(ctx: _Context, kind: str, csv_file: Path) -> None:
+    """Import one registry CSV; each bad row goes to stderr as FILE:line N: ..., and the exit status is 1."""
     from semon.migrate import migrate as run_migrations
-    from semon.registry import RegistryError, import_records_csv
+    from semon.registry import ENTITIES, RegistryError, import_entity_csv, import_records_csv, import_registry_csv
 
     run_migrations(ctx.config.database_url)
     try:
-        summary = import_records_csv(ctx.config, csv_file)
+        if kind == "equipment":
+            summary = import_registry_csv(ctx.config, csv_file)
+        elif kind == "records":
+            summary = import_records_csv(ctx.config, csv_file)
+        else:
+            summary = import_entity_csv(ctx.config, ENTITIES[kind.replace("-", "_")], csv_file)
     except RegistryError as exc:
         for problem in exc.problems:
             click.echo(f"{csv_file}:{problem}", err=True)
         raise click.ClickException(f"{len(exc.problems)} bad row(s); nothing was imported") from None
     click.echo(summary)
+
+
+@registry.command("export")
+@click.argument("kind", type=click.Choice(REGISTRY_KINDS))
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@pass_ctx
+def registry_export(ctx: _Context, kind: str, csv_file: Path | None) -> None:
+    """Write KIND as CSV in its import format to CSV_FILE, or to standard output."""
+    from semon.migrate import migrate as run_migrations
+    from semon.registry import export_csv
+
+    run_migrations(ctx.config.database_url)
+    if csv_file is None:
+        export_csv(ctx.config, kind.replace("-", "_"), sys.stdout)
+        return
+    with csv_file.open("w", encoding="utf-8", newline="") as out:
+        count = export_csv(ctx.config, kind.replace("-", "_"), out)
+    click.echo(f"wrote {count} {kind} row(s) to {csv_file}", err=True)
 
 
 @cli.command()

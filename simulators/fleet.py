@@ -7,7 +7,10 @@ import csv
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
+
+from models.compliance import Rule, rules_from_config
 
 # The column order `semon import-equipment` reads; an empty cell means "not given".
 from semon.registry import COLUMNS as REGISTRY_COLUMNS
@@ -50,6 +53,21 @@ _DEFECTS = {
                "pressure gauge past verification date", "blowdown valve leaking"),
     "pressure_vessel": ("pressure gauge past verification date", "surface corrosion on shell",
                         "safety valve lead seal missing", "nameplate illegible"),
+}
+# The other checks each equipment owes (models/compliance.py): who does them, their report prefix, and what a
+# pass after rectification found. History is kept for a year before today (at least the latest one), so the
+# load fleet's file stays small: one or two records of the rarer checks.
+CHECK_WINDOW_DAYS = 365
+_OTHER_CHECKS = {
+    "governor_calibration": ("Special Equipment Inspection Institute", "XS",
+                             ("governor tripping speed out of tolerance", "governor rope groove worn")),
+    "rescue_drill": (None, "YJ", ("rescue tools incomplete", "drill response over 30 minutes")),
+    "water_quality_test": ("Boiler Water Quality Testing Centre", "SZ",
+                           ("feedwater hardness over limit", "boiler water alkalinity low")),
+    "safety_valve_calibration": ("Safety Valve Calibration Station", "AF",
+                                 ("set pressure out of tolerance", "valve seat leaking")),
+    "pressure_gauge_verification": ("Metrology Verification Institute", "YL",
+                                    ("gauge pointer does not return to zero", "gauge dial illegible")),
 }
 # The last periodic inspection is a pass (with or without rectification): a failed one would have stopped the
 # equipment. Earlier ones sometimes failed and were re-inspected weeks later.
@@ -227,6 +245,12 @@ def equipment_records(equipment: Equipment, today: date) -> list[Record]:
         records += _internal_inspections(equipment, commissioned, today, rng)
     if equipment.last_maintenance_on is not None:
         records += _maintenance_visits(equipment, equipment.last_maintenance_on, commissioned, rng)
+    if equipment.status == "in_use":
+        # From their own stream: the inspections and visits above are those drawn before these checks existed.
+        checks_rng = random.Random(f"{equipment.history_seed}/{equipment.code}/checks")
+        for rule in _rules():
+            if rule.equipment_type == equipment.type and rule.check_name in _OTHER_CHECKS:
+                records += _other_checks(equipment, rule, commissioned, today, checks_rng)
     return sorted(records, key=lambda r: (r.date, r.check))
 
 
@@ -282,6 +306,57 @@ def _maintenance_visits(equipment: Equipment, last: date, commissioned: date, rn
                               equipment.maintenance_firm, person, f"WB-{day:%Y%m%d}-{equipment.code}",
                               _defects(equipment.type, rng, most=1) if fixed else ""))
         day -= timedelta(days=rng.randint(12, 15))  # never more than 15 days apart: all in date
+    return records
+
+
+@cache
+def _rules() -> tuple[Rule, ...]:
+    return rules_from_config()
+
+
+def _due(rule: Rule, equipment: Equipment, day: date) -> date:
+    """When the check done on `day` falls due again (STATUS_SQL's interval for a passed check)."""
+    return add_months(day, _months(rule, equipment, day)) + timedelta(days=rule.days)
+
+
+def _months(rule: Rule, equipment: Equipment, day: date) -> int:
+    # A governor older than old_after_years (its age is the elevator's here) is calibrated more often.
+    if rule.old_months is not None and rule.old_after_years is not None \
+            and day > add_months(equipment.install_date, 12 * rule.old_after_years):
+        return rule.old_months
+    return rule.months
+
+
+def _other_checks(equipment: Equipment, rule: Rule, commissioned: date, today: date,
+                  rng: random.Random) -> list[Record]:
+    """The check's records over the last CHECK_WINDOW_DAYS (at least the latest), each done a little before it
+    fell due, the latest in date today."""
+    # The latest: some time within the last interval (not before commissioning), so that it is due on or after
+    # today; a few fall due within the next days ("due soon").
+    span = min((today - commissioned).days, (_due(rule, equipment, today) - today).days)
+    day = today - timedelta(days=rng.randint(1, max(1, span - 1)))
+    while _due(rule, equipment, day) < today:
+        day += timedelta(days=1)
+    dates = [day]
+    # Backwards, each done up to 20 days before the next one fell due.
+    while True:
+        jitter = timedelta(days=rng.randint(0, 20) - rule.days)
+        earlier = add_months(dates[-1], -rule.months) + jitter
+        if _months(rule, equipment, earlier) != rule.months:
+            earlier = add_months(dates[-1], -_months(rule, equipment, earlier)) + jitter
+        while _due(rule, equipment, earlier) < dates[-1]:
+            earlier += timedelta(days=1)
+        if earlier <= commissioned or (today - earlier).days > CHECK_WINDOW_DAYS:
+            break
+        dates.append(earlier)
+    organisation, prefix, defects = _OTHER_CHECKS[rule.check_name]
+    records = []
+    for day in reversed(dates):
+        result = _result(rng, can_fail=False)
+        person = rng.choice(_TECHNICIANS if organisation is None else _INSPECTORS)
+        records.append(Record(equipment.code, rule.check_name, day, result, organisation or equipment.maintenance_firm,
+                              person, f"{prefix}-{day:%Y%m%d}-{equipment.code}",
+                              rng.choice(defects) if result != "pass" else ""))
     return records
 
 

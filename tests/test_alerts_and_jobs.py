@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from alerts.store import raise_alert, resolve_alert
 from models.fault_events import process_fault_events
-from models.inspections import scan_overdue_inspections
 from models.scheduler import run_locked
 from tests.conftest import register_equipment
 
@@ -79,31 +78,6 @@ def test_a_clear_delivered_before_its_raise_leaves_no_open_alert(db):
     assert alert["state"] == "resolved"
 
 
-def test_overdue_inspections_raise_once_and_resolve_when_inspected(db):
-    overdue = register_equipment(db, "EL-A5")
-    in_date = register_equipment(db, "EL-A6")
-    suspended = register_equipment(db, "EL-A7", status="suspended")
-    for eid, due in ((overdue, date(2026, 11, 1)), (in_date, date(2027, 3, 1)), (suspended, date(2026, 1, 1))):
-        db.execute("INSERT INTO inspections (equipment_id, performed_on, next_due) VALUES (%s, %s, %s)",
-                   (eid, due.replace(year=due.year - 1), due))
-    assert scan_overdue_inspections(db, NOW.date(), NOW) == (1, 0)
-    assert scan_overdue_inspections(db, NOW.date(), NOW) == (1, 0)
-    [alert] = alerts(db)
-    assert (alert["equipment_id"], alert["kind"], alert["count"]) == (overdue, "inspection_overdue", 1)
-    assert "2026-11-01" in alert["message"]
-    db.execute("INSERT INTO inspections (equipment_id, performed_on, next_due) VALUES (%s, '2026-11-20', "
-               "'2027-11-20')", (overdue,))
-    assert scan_overdue_inspections(db, NOW.date(), NOW) == (0, 1)
-    assert alerts(db)[0]["state"] == "resolved"
-
-
-def test_never_inspected_equipment_falls_due_a_year_after_installation(db):
-    register_equipment(db, "EL-A8", install_date="2025-11-01")
-    register_equipment(db, "EL-A9", install_date="2026-01-15")
-    scan_overdue_inspections(db, NOW.date(), NOW)
-    assert [a["message"] for a in alerts(db)] == ["periodic inspection overdue since 2026-11-01"]
-
-
 def test_a_job_is_skipped_while_another_replica_holds_its_lock(config, db):
     import zlib
 
@@ -126,3 +100,18 @@ def test_equipment_silent_for_three_heartbeats_is_marked_offline(db):
               for r in db.execute("SELECT * FROM equipment_state")}
     assert states == {quiet: ("offline", NOW), chatty: ("online", None)}
     assert mark_silent_offline(db, NOW, timedelta(seconds=180)) == 0
+
+
+def test_the_scheduler_runs_the_compliance_scan_in_place_of_the_inspection_scan(config, db):
+    from models.scheduler import job_table
+
+    jobs = job_table(config)
+    assert "compliance" in jobs and "overdue_inspections" not in jobs
+    overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
+    db.execute("INSERT INTO inspections (equipment_id, performed_on, next_due) VALUES (%s, '2025-11-01', "
+               "'2026-11-01')", (overdue,))
+    job, _ = jobs["compliance"]
+    result = run_locked(config, "compliance", job, NOW)
+    assert result.raised >= 1
+    kinds = {a["kind"] for a in alerts(db, equipment_id=overdue)}
+    assert "overdue:periodic_inspection" in kinds and "inspection_overdue" not in kinds

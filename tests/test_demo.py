@@ -49,9 +49,10 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
         assert len({item["district"] for item in listing}) >= 2
         wait_until(lambda: db.execute("SELECT count(*) AS n FROM telemetry_elevator").fetchone()["n"] >= 50,
                    timeout=60, message="telemetry stored from the simulated elevators")
-        hazards = wait_until(lambda: (get_json(f"{base}/api/hazards") or {}).get("items"), timeout=60,
-                             message="open hazards")
-        assert any(h["kind"] == "inspection_overdue" for h in hazards)
+        # The hazards list is most severe first and paged: ask for all of it.
+        wait_until(lambda: any(h["kind"] == "overdue:periodic_inspection"
+                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
+                   timeout=60, message="an overdue periodic inspection among the open hazards")
         wait_until(lambda: any(h["source"] == "device" for h in (get_json(f"{base}/api/hazards") or {})["items"]),
                    timeout=90, message="a device-reported fault as an open hazard")
     finally:

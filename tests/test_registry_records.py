@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from models.inspections import scan_overdue_inspections
+from models.compliance import compliance_statuses, rules_from_config, scan_compliance
 from semon.registry import (
     RECORD_COLUMNS,
     RegistryError,
@@ -150,12 +150,11 @@ def test_records_round_trip_through_the_import_and_drive_the_overdue_scan(config
 
     today = date.today()
     now = datetime.now(UTC)
-    overdue, _ = scan_overdue_inspections(db, today, now)
+    scan_compliance(db, today, now)
     alerted = {r["code"] for r in db.execute("""SELECT e.code FROM alerts a JOIN equipment e ON e.id = a.equipment_id
-                                                 WHERE a.kind = 'inspection_overdue'""")}
+                                                 WHERE a.kind = 'overdue:periodic_inspection'""")}
     scenario = load_scenario("demo")
     assert alerted == set(scenario.overdue_inspection) - set(scenario.suspended)
-    assert overdue == len(alerted)
 
 
 def test_reimporting_the_same_records_changes_nothing(config, db, tmp_path):
@@ -303,5 +302,30 @@ def test_the_generated_records_file_passes_its_own_validation(tmp_path):
     by_check = defaultdict(int)
     for row in rows:
         by_check[row.check] += 1
-    assert set(by_check) == {"periodic_inspection", "internal_inspection", "maintenance"}
+    # Every check some equipment owes (models/compliance.py) has a history.
+    assert set(by_check) == {rule.check_name for rule in rules_from_config()}
     assert by_check["maintenance"] > by_check["periodic_inspection"]
+
+
+def test_in_the_demo_only_the_chosen_equipment_is_overdue_and_only_for_its_chosen_check(config, db, tmp_path):
+    today = date.today()
+    scenario = load_scenario("demo")
+    fleet = build_fleet(scenario, 7, today)
+    registry = tmp_path / "registry.csv"
+    write_registry_csv(fleet, registry, today)
+    import_registry_csv(config, registry)
+    import_records_csv(config, records_path(registry))
+
+    late_maintenance = {e.code for e in fleet if e.status == "in_use" and e.last_maintenance_on is not None
+                        and (today - e.last_maintenance_on).days > 15}
+    assert 2 <= len(late_maintenance) <= 3
+    expected = {(code, "periodic_inspection") for code in set(scenario.overdue_inspection) - set(scenario.suspended)}
+    expected |= {(code, "maintenance") for code in late_maintenance}
+    statuses = compliance_statuses(db, today)
+    assert {(s.code, s.check) for s in statuses if s.status == "overdue"} == expected
+    # Every check each in-use equipment owes has been done: none is counted from commissioning.
+    in_use = sum(e.status == "in_use" for e in fleet)
+    owed = sum(1 for e in fleet if e.status == "in_use" for r in rules_from_config() if r.equipment_type == e.type)
+    assert len(statuses) == owed and len({s.code for s in statuses}) == in_use
+    assert all(s.last_on is not None for s in statuses)
+    assert scan_compliance(db, today, datetime.now(UTC)).overdue == len(expected)

@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.serving import run_simple
 
 from semon.config import Config
-from web import db, equipment, errors, formatting, hazards, health, jsonapi
+from web import compliance, db, equipment, errors, formatting, hazards, health, jsonapi, registry
 
 
 def create_app(config: Config) -> Flask:
@@ -24,6 +24,8 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(equipment.bp)
     app.register_blueprint(hazards.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(registry.bp)
+    app.register_blueprint(compliance.bp)
     return app
 
 

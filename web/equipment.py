@@ -29,8 +29,8 @@ LIST_FIELDS = ("code", "type", "district", "address", "firm", "equipment_status"
 DETAIL_FIELDS = LIST_FIELDS + ("use_unit", "install_date", "rated_speed_mps", "rated_load_kg", "floors",
                                "rated_pressure_mpa", "rated_capacity_tph", "firm_phone", "firm_email")
 
-# One row per equipment with its derived states. The inspection rules are those of the compliance scan
-# (models/inspections.py) so that the page and the 超期未检 alerts agree: the due date is the next_due
+# One row per equipment with its derived states. The periodic-inspection status follows the records' next_due
+# (models/compliance.py computes every check of issue 5's table, as /compliance shows): the due date is the next_due
 # of the periodic inspection (TSG T7001; load tests and other kinds have cycles of their own) with the
 # latest inspection, or for equipment never inspected one interval after installation; equipment not in
 # use owes no inspection. A monitor is offline when it said so (its last will) or when it has missed

@@ -1,0 +1,299 @@
+"""Compliance: which checks each equipment owes, when each falls due, its status, and the alerts and reminders.
+
+The rule table is data (RULE_TABLE below, intervals from config); `sync_rules` writes it to the
+compliance_rules table so that the status is one SQL query (STATUS_SQL) that others can aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+STATUSES = ("ok", "due_soon", "overdue", "never_recorded")
+# Due-soon reminders go out this many days before the due date, each once per due date.
+REMINDER_DAYS = (30, 7, 1)
+ALERT_PREFIX = "overdue:"
+
+
+@dataclass(frozen=True)
+class CheckStatus:
+    equipment_id: int
+    code: str
+    type: str
+    district_id: int
+    firm_id: int | None
+    check: str
+    last_on: date | None
+    due_on: date | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the rule table: an equipment type owes a check every `months` (or `days`)."""
+
+    equipment_type: str
+    check_name: str
+    months: int = 0
+    days: int = 0
+    first_months: int | None = None     # the first one, counted from commissioning (else installation)
+    grade3_months: int | None = None    # pressure vessels of safety grade 3 or worse
+    old_months: int | None = None       # governors older than old_after_years
+    old_after_years: int | None = None
+    on_demand: bool = False             # 按需维保 with an online monitor uses the firm's approved cycle
+    due_soon_days: int = 30
+    rectification_days: int = 30
+
+
+# Issue 5's table. Each entry: equipment types, check, then the setting that holds each interval, so that
+# every interval is editable in config.yaml (TSG T7001, T5002, TSG 11-2020, TSG 21-2016; docs/compliance.md).
+RULE_TABLE: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
+    (("elevator", "escalator"), "periodic_inspection", {"months": "inspection_interval_months"}),
+    (("elevator", "escalator"), "maintenance", {"days": "maintenance_interval_days", "on_demand": "",
+                                                "due_soon_days": "maintenance_due_soon_days"}),
+    (("elevator",), "governor_calibration", {"months": "governor_calibration_months",
+                                              "old_months": "governor_calibration_old_months",
+                                              "old_after_years": "governor_old_after_years"}),
+    (("elevator", "escalator"), "rescue_drill", {"months": "rescue_drill_months"}),
+    (("boiler",), "periodic_inspection", {"months": "boiler_external_inspection_months"}),
+    (("boiler",), "internal_inspection", {"months": "boiler_internal_inspection_months",
+                                          "first_months": "boiler_internal_first_months"}),
+    (("boiler",), "water_quality_test", {"months": "water_quality_test_months"}),
+    (("pressure_vessel",), "periodic_inspection", {"months": "pressure_vessel_inspection_months",
+                                                   "first_months": "pressure_vessel_first_inspection_months",
+                                                   "grade3_months": "pressure_vessel_grade3_inspection_months"}),
+    (("boiler", "pressure_vessel"), "safety_valve_calibration", {"months": "safety_valve_calibration_months"}),
+    (("boiler", "pressure_vessel"), "pressure_gauge_verification",
+     {"months": "pressure_gauge_verification_months"}),
+)
+
+
+def rules_from_config(config: Mapping[str, Any] | None = None) -> tuple[Rule, ...]:
+    """The rule table with the intervals of `config` (the defaults of semon/config.py when None)."""
+    from semon.config import SETTINGS
+
+    values = {s.name: s.default for s in SETTINGS}
+    values.update(config or {})
+    rules = []
+    for types, check, settings in RULE_TABLE:
+        extra: dict[str, Any] = {k: (True if k == "on_demand" else values[name]) for k, name in settings.items()}
+        extra.setdefault("due_soon_days", values["compliance_due_soon_days"])
+        for equipment_type in types:
+            rules.append(Rule(equipment_type, check, rectification_days=values["compliance_rectification_days"],
+                              **extra))
+    return tuple(rules)
+
+
+_RULE_COLUMNS = tuple(f.name for f in fields(Rule))
+
+
+def sync_rules(conn: psycopg.Connection, rules: tuple[Rule, ...]) -> bool:
+    """Make compliance_rules hold exactly `rules`; returns whether anything changed."""
+    stored = {tuple(r[c] for c in _RULE_COLUMNS) if isinstance(r, dict) else tuple(r)
+              for r in conn.execute(f"SELECT {', '.join(_RULE_COLUMNS)} FROM compliance_rules")}
+    wanted = {tuple(getattr(r, c) for c in _RULE_COLUMNS) for r in rules}
+    if stored == wanted:
+        return False
+    # One transaction (a savepoint inside the scheduler's): no reader sees the table half written.
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM compliance_rules")
+        cur.executemany(f"INSERT INTO compliance_rules ({', '.join(_RULE_COLUMNS)}) "
+                        f"VALUES ({', '.join(['%s'] * len(_RULE_COLUMNS))})", sorted(wanted))
+    return True
+
+
+# One row per in-use equipment and check it owes. Month arithmetic is PostgreSQL's, which clamps to the
+# month's end: 2024-02-29 + 12 months = 2025-02-28, 2024-01-31 + 1 month = 2024-02-29. Never recorded checks
+# count from commissioning (else installation). A failed latest record is due again by its rectification
+# deadline. The monitor of an on-demand (按需维保) lift must be online and have reported within 24 h of the
+# start of as_of. OFFSET 0 keeps the due date computed once per row, not once per use in the status CASE.
+_STATUS_TEMPLATE = """
+SELECT equipment_id, code, type, district_id, firm_id, "check", last_on, due_on,
+       CASE WHEN due_on < %(as_of)s::date THEN 'overdue'
+            WHEN due_on <= %(as_of)s::date + due_soon_days THEN 'due_soon'
+            WHEN last_on IS NULL THEN 'never_recorded'
+            ELSE 'ok' END AS status
+FROM (
+SELECT e.id AS equipment_id, e.code, e.type, e.district_id, e.firm_id, r.check_name AS "check",
+       l.performed_on AS last_on, r.due_soon_days, CASE
+    WHEN l.performed_on IS NULL THEN (COALESCE(e.commissioning_date, e.install_date)
+         + make_interval(months => COALESCE(r.first_months, iv.months), days => iv.days))::date
+    WHEN l.result = 'fail' THEN LEAST((l.performed_on + make_interval(months => iv.months, days => iv.days))::date,
+                                      COALESCE(l.rectify_by, l.performed_on + r.rectification_days))
+    ELSE (l.performed_on + make_interval(months => iv.months, days => iv.days))::date END AS due_on
+FROM equipment e
+JOIN ({rules}) r ON r.equipment_type = e.type
+LEFT JOIN equipment_state s ON s.equipment_id = e.id
+{latest}
+CROSS JOIN LATERAL (SELECT
+    CASE WHEN r.grade3_months IS NOT NULL AND e.safety_grade >= 3 THEN r.grade3_months
+         WHEN r.old_months IS NOT NULL AND l.performed_on
+              > COALESCE(e.governor_install_date, e.install_date) + make_interval(years => r.old_after_years)
+              THEN r.old_months
+         ELSE r.months END AS months,
+    CASE WHEN r.on_demand AND e.on_demand_maintenance AND e.maintenance_cycle_days IS NOT NULL
+              AND s.status = 'online' AND s.last_seen >= (%(as_of)s::date - 1)::timestamp AT TIME ZONE 'UTC'
+              THEN e.maintenance_cycle_days
+         ELSE r.days END AS days
+) iv
+WHERE e.status = 'in_use'{equipment_filter}
+OFFSET 0
+) c
+"""
+# The latest record of each (equipment, check). For the whole fleet: one pass over each records table in
+# index order (inspections' unique (equipment_id, kind, performed_on) backwards, maintenance_records_latest
+# forwards), hash-joined; measured 1.3 s against 1.8 s for a probe per row (bench/compliance.py).
+_LATEST_ALL = """LEFT JOIN (
+    (SELECT DISTINCT ON (equipment_id, kind) equipment_id, kind AS check_name, performed_on, result, rectify_by
+     FROM inspections ORDER BY equipment_id DESC, kind DESC, performed_on DESC)
+    UNION ALL
+    (SELECT DISTINCT ON (equipment_id) equipment_id, 'maintenance', performed_on, result, rectify_by
+     FROM maintenance_records ORDER BY equipment_id, performed_on DESC)
+) l ON l.equipment_id = e.id AND l.check_name = r.check_name"""
+# For a few equipment: one backward index probe per (equipment, check).
+_LATEST_SOME = """LEFT JOIN LATERAL (
+    (SELECT i.performed_on, i.result, i.rectify_by FROM inspections i
+     WHERE r.check_name <> 'maintenance' AND i.equipment_id = e.id AND i.kind = r.check_name
+     ORDER BY i.performed_on DESC LIMIT 1)
+    UNION ALL
+    (SELECT m.performed_on, m.result, m.rectify_by FROM maintenance_records m
+     WHERE r.check_name = 'maintenance' AND m.equipment_id = e.id
+     ORDER BY m.performed_on DESC LIMIT 1)
+) l ON true"""
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL::integer"
+    return str(value).lower() if isinstance(value, bool) else str(int(value))
+
+
+def _rules_source() -> str:
+    # compliance_rules, or the defaults while it is empty (a database nobody has synced, a truncated test one).
+    columns = ", ".join(_RULE_COLUMNS)
+    defaults = ",\n        ".join(
+        "(" + ", ".join(f"'{v}'" if isinstance(v, str) else _sql_literal(v)
+                        for v in (getattr(rule, c) for c in _RULE_COLUMNS)) + ")" for rule in rules_from_config())
+    return (f"SELECT {columns} FROM compliance_rules\n    UNION ALL\n    SELECT * FROM (VALUES\n        {defaults}\n"
+            f"    ) AS v ({columns}) WHERE NOT EXISTS (SELECT FROM compliance_rules)")
+
+
+# Parameters: %(as_of)s (a date). Columns: those of CheckStatus.
+STATUS_SQL = _STATUS_TEMPLATE.format(rules=_rules_source(), latest=_LATEST_ALL, equipment_filter="")
+_STATUS_SOME = _STATUS_TEMPLATE.format(rules=_rules_source(), latest=_LATEST_SOME,
+                                       equipment_filter=" AND e.id = ANY(%(equipment_ids)s)")
+
+
+def compliance_statuses(conn: psycopg.Connection, as_of: date, *,
+                        equipment_ids: list[int] | None = None) -> list[CheckStatus]:
+    """The status of every check each in-use equipment owes, as of `as_of` (all equipment, or those given)."""
+    # Binary tuples and positional construction: loading 372,000 rows is most of the time at 100,000 equipment.
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        if equipment_ids is None:
+            cur.execute(STATUS_SQL + " ORDER BY 1, 6", {"as_of": as_of})
+        else:
+            cur.execute(_STATUS_SOME + " ORDER BY 1, 6", {"as_of": as_of, "equipment_ids": list(equipment_ids)})
+        return [CheckStatus(*row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    overdue: int      # (equipment, check) pairs overdue now
+    raised: int       # alerts opened by this run
+    resolved: int     # alerts resolved by this run
+    reminders: int    # due-soon reminders queued by this run
+
+
+# Set-based for the whole fleet: a first scan after importing 100,000 equipment opens tens of thousands of
+# alerts, and one raise_alert each took minutes. Same semantics as alerts.store: the partial unique index
+# alerts_one_open keeps one open alert per (equipment, kind), a check still overdue is not a new occurrence
+# (its count stays), and every change queues a notification for the firm and one for the use unit (使用单位).
+# The overdue set goes to an indexed temporary table: as a CTE its row estimate (hundreds for 100,000) led
+# the planner to a nested-loop anti join that ran for minutes.
+# The statuses are computed once per scan (compliance_scan) for both the alerts and the reminders.
+_SCAN_SQL = f"CREATE TEMPORARY TABLE compliance_scan ON COMMIT DROP AS {STATUS_SQL}"
+_OVERDUE_SQL = f"""
+CREATE TEMPORARY TABLE compliance_overdue ON COMMIT DROP AS
+SELECT equipment_id, '{ALERT_PREFIX}' || "check" AS kind, "check", due_on, last_on
+FROM compliance_scan WHERE status = 'overdue'
+"""
+_ALERTS_SQL = f"""
+WITH raised AS (
+    INSERT INTO alerts (equipment_id, kind, source, severity, firm_id, message, detail, first_seen, last_seen)
+    SELECT d.equipment_id, d.kind, 'compliance', 'medium', e.firm_id,
+           replace(d."check", '_', ' ') || ' overdue since ' || to_char(d.due_on, 'YYYY-MM-DD'),
+           jsonb_build_object('check', d."check", 'due', to_char(d.due_on, 'YYYY-MM-DD'),
+                              'last', to_char(d.last_on, 'YYYY-MM-DD')),
+           %(now)s, %(now)s
+    FROM compliance_overdue d JOIN equipment e ON e.id = d.equipment_id
+    ON CONFLICT (equipment_id, kind) WHERE state <> 'resolved' DO NOTHING
+    RETURNING id, equipment_id, firm_id),
+resolved AS (
+    UPDATE alerts a SET state = 'resolved', resolved_at = %(now)s
+    WHERE a.source = 'compliance' AND a.kind LIKE '{ALERT_PREFIX}%%' AND a.state <> 'resolved'
+      AND NOT EXISTS (SELECT FROM compliance_overdue d WHERE d.equipment_id = a.equipment_id AND d.kind = a.kind)
+    RETURNING a.id, a.equipment_id, a.firm_id),
+changes AS (
+    SELECT id, equipment_id, firm_id, 'raised' AS event FROM raised
+    UNION ALL
+    SELECT id, equipment_id, firm_id, 'resolved' FROM resolved),
+queued AS (
+    INSERT INTO notifications (alert_id, firm_id, event, use_unit)
+    SELECT id, firm_id, event, NULL FROM changes
+    UNION ALL
+    SELECT c.id, NULL, c.event, e.use_unit FROM changes c JOIN equipment e ON e.id = c.equipment_id
+    WHERE e.use_unit <> '')
+SELECT (SELECT count(*) FROM compliance_overdue) AS overdue, (SELECT count(*) FROM raised) AS raised,
+       (SELECT count(*) FROM resolved) AS resolved
+"""
+
+
+# The most urgent reminder threshold reached: a job that first sees a check 5 days before its due date
+# sends the 7-day reminder, not the 30-day one too; each (equipment, check, due date, threshold) once.
+# Only thresholds within the check's due-soon window count: no 30-day reminder of a 15-day maintenance cycle.
+_REMINDERS_SQL = f"""
+WITH s AS (SELECT * FROM compliance_scan WHERE status = 'due_soon'),
+picked AS (
+    SELECT equipment_id, "check", due_on,
+           (SELECT min(t) FROM unnest(%(days)s::int[]) t
+            WHERE s.due_on - %(as_of)s::date <= t AND t <= r.due_soon_days) AS days_before
+    FROM s JOIN ({_rules_source()}) r ON r.equipment_type = s.type AND r.check_name = s."check"
+    WHERE s.status = 'due_soon' AND s.due_on >= %(as_of)s::date),
+added AS (
+    INSERT INTO compliance_reminders (equipment_id, check_name, due_on, days_before, created_at)
+    SELECT equipment_id, "check", due_on, days_before, %(now)s FROM picked
+    WHERE days_before IS NOT NULL
+    ON CONFLICT DO NOTHING RETURNING id, equipment_id),
+queued AS (
+    INSERT INTO notifications (reminder_id, firm_id, event, use_unit, created_at, next_attempt_at)
+    SELECT a.id, e.firm_id, 'reminder', NULL, %(now)s, %(now)s FROM added a JOIN equipment e ON e.id = a.equipment_id
+    UNION ALL
+    SELECT a.id, NULL, 'reminder', e.use_unit, %(now)s, %(now)s FROM added a JOIN equipment e ON e.id = a.equipment_id
+    WHERE e.use_unit <> '')
+SELECT count(*) AS n FROM added
+"""
+
+
+def scan_compliance(conn: psycopg.Connection, as_of: date, now: datetime,
+                    rules: tuple[Rule, ...] | None = None) -> ScanResult:
+    """Sync the rules, raise one alert per overdue (equipment, check), resolve those back in date, and queue
+    due-soon reminders."""
+    sync_rules(conn, rules if rules is not None else rules_from_config())
+    with conn.transaction():  # the temporary table lives until the end of it
+        # A second scan in one transaction finds the tables of the first.
+        conn.execute("DROP TABLE IF EXISTS pg_temp.compliance_scan, pg_temp.compliance_overdue")
+        conn.execute(_SCAN_SQL, {"as_of": as_of})
+        conn.execute(_OVERDUE_SQL)
+        conn.execute("ALTER TABLE compliance_overdue ADD PRIMARY KEY (equipment_id, kind)")
+        conn.execute("ANALYZE compliance_overdue")
+        counts = conn.execute(_ALERTS_SQL, {"now": now}).fetchone()
+        reminders = conn.execute(_REMINDERS_SQL, {"as_of": as_of, "now": now, "days": list(REMINDER_DAYS)}).fetchone()
+    overdue, raised, resolved = (counts["overdue"], counts["raised"], counts["resolved"]) \
+        if isinstance(counts, dict) else counts
+    sent = reminders["n"] if isinstance(reminders, dict) else reminders[0]
+    return ScanResult(overdue, raised, resolved, sent)

@@ -1,0 +1,262 @@
+"""The compliance page and its JSON and CSV API, against the real test database with fixed dates."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from models.figures import LIST_COLUMNS, record_daily_figures
+from semon.config import Config
+from tests import test_figures
+from tests.test_figures import AS_OF, CHAOYANG, FIRM_A, FIRM_B, HAIDIAN
+from web import create_app
+from web.db import close_pool
+
+# The fleet of test_figures, whose figures are computed there by hand.
+rules = test_figures.rules
+fleet = test_figures.fleet
+A = f"as_of={AS_OF.isoformat()}"
+
+
+@pytest.fixture
+def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Flask]:
+    app = create_app(base_config.replace(database_url=db_url))
+    app.testing = True
+    yield app
+    close_pool(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def api(client: FlaskClient, url: str, status: int = 200) -> Any:
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def csv_rows(client: FlaskClient, url: str) -> list[list[str]]:
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith("attachment; filename=")
+    text = response.get_data().decode("utf-8")
+    assert text.startswith("\ufeff")  # Excel then reads the Chinese names as UTF-8
+    return list(csv.reader(io.StringIO(text[1:])))
+
+
+# --- the figures ---------------------------------------------------------------------------------------
+
+def test_overdue_rate_by_district(client, fleet):
+    data = api(client, f"/api/compliance/overdue-rate?group=district&{A}")
+
+    assert data["as_of"] == AS_OF.isoformat()
+    assert data["group"] == "district"
+    assert [(i["district"], i["in_use"], i["overdue"]) for i in data["items"]] == [(CHAOYANG, 3, 2), (HAIDIAN, 4, 0)]
+    assert data["items"][0]["rate"] == pytest.approx(2 / 3)
+    assert data["overall"] == {"in_use": 7, "overdue": 2, "rate": pytest.approx(2 / 7), "never_recorded": 1}
+
+
+def test_overdue_rate_by_type_and_overall(client, fleet):
+    by_type = api(client, f"/api/compliance/overdue-rate?group=type&{A}")
+    overall = api(client, f"/api/compliance/overdue-rate?group=overall&{A}")
+
+    assert [(i["type"], i["overdue"]) for i in by_type["items"]] == [
+        ("elevator", 1), ("escalator", 1), ("boiler", 0), ("pressure_vessel", 0)]
+    assert overall["items"] == [overall["overall"]]
+
+
+def test_overdue_rate_history(client, db, fleet):
+    record_daily_figures(db, AS_OF - timedelta(days=1))
+    record_daily_figures(db, AS_OF)
+
+    data = api(client, f"/api/compliance/overdue-rate/history?from={AS_OF - timedelta(days=6)}&to={AS_OF}")
+    by_district = api(client, f"/api/compliance/overdue-rate/history?group=district&from={AS_OF}&to={AS_OF}")
+
+    assert data["group"] == "overall"
+    assert [(i["day"], i["in_use"], i["overdue"]) for i in data["items"]] == [
+        ((AS_OF - timedelta(days=1)).isoformat(), 7, 2), (AS_OF.isoformat(), 7, 2)]
+    assert sorted((i["district"], i["overdue"]) for i in by_district["items"]) == [(CHAOYANG, 2), (HAIDIAN, 0)]
+
+
+def test_coverage(client, db, fleet):
+    # The API counts from the database's now; the fleet's report times are fixed in 2026, so set fresh ones.
+    db.execute("UPDATE equipment_state SET last_seen = now() - interval '1 hour'")
+    db.execute("UPDATE equipment_state SET last_seen = now() - interval '2 days'"
+               " WHERE equipment_id = (SELECT id FROM equipment WHERE code = 'EL-A1')")
+
+    data = api(client, "/api/compliance/coverage?group=type")
+
+    assert data["window_hours"] == 24
+    assert [(i["type"], i["in_use"], i["monitored"]) for i in data["items"]] == [
+        ("elevator", 4, 2), ("escalator", 1, 1), ("boiler", 1, 1), ("pressure_vessel", 1, 0)]
+    assert data["overall"] == {"in_use": 7, "monitored": 4, "share": pytest.approx(4 / 7)}
+
+
+def test_old_elevators(client, fleet):
+    data = api(client, f"/api/compliance/old-elevators?{A}")
+    listed = api(client, f"/api/compliance/old-elevators?{A}&district={CHAOYANG}")
+
+    assert data["years"] == 15
+    assert [(i["district"], i["elevators"], i["old"]) for i in data["items"]] == [(CHAOYANG, 2, 1), (HAIDIAN, 2, 1)]
+    assert (data["overall"]["old"], data["overall"]["install_date_unknown"]) == (2, 1)
+    assert [(e["code"], e["install_date"]) for e in listed["elevators"]] == [("EL-A1", "2000-01-01")]
+
+
+def test_old_elevators_csv(client, fleet):
+    rows = csv_rows(client, f"/api/compliance/old-elevators.csv?{A}")
+    in_haidian = csv_rows(client, f"/api/compliance/old-elevators.csv?{A}&district={HAIDIAN}")
+
+    assert rows[0] == ["code", "district", "address", "use_unit", "firm", "install_date", "years_in_service"]
+    assert rows[1:] == [["EL-A1", CHAOYANG, "1 Chaoyang Rd", "Tower A", FIRM_A, "2000-01-01", "26"],
+                        ["EL-B1", HAIDIAN, "", "", FIRM_A, "2011-06-14", "15"]]
+    assert in_haidian[1:] == rows[2:]
+
+
+# --- the planning list ---------------------------------------------------------------------------------
+
+def test_due_csv_header_and_rows(client, fleet):
+    rows = csv_rows(client, f"/api/compliance/due.csv?{A}&status=overdue")
+
+    assert rows[0] == list(LIST_COLUMNS) == ["code", "type", "district", "address", "use_unit", "firm", "check",
+                                             "last_done", "due", "status", "days_overdue"]
+    assert rows[1:] == [
+        ["EL-A2", "elevator", CHAOYANG, "2 Chaoyang Rd", "Tower B", FIRM_A, "periodic_inspection", "2025-05-11",
+         "2026-05-11", "overdue", "35"],
+        ["ES-A1", "escalator", CHAOYANG, "", "", FIRM_B, "maintenance", "2026-05-26", "2026-06-10", "overdue", "5"]]
+
+
+def test_due_csv_by_default_lists_overdue_then_due_soon(client, fleet):
+    rows = csv_rows(client, f"/api/compliance/due.csv?{A}")
+
+    assert [r[9] for r in rows[1:4]] == ["overdue", "overdue", "due_soon"]
+    assert rows[3][:2] == ["EL-B1", "elevator"] and rows[3][8:] == ["2026-06-25", "due_soon", ""]
+    assert {r[9] for r in rows[1:]} == {"overdue", "due_soon"}
+
+
+def test_csv_text_cannot_run_as_a_spreadsheet_formula(client, db, fleet):
+    db.execute("""UPDATE equipment SET address = '=HYPERLINK("http://evil.example")', use_unit = '+1-555'"""
+               " WHERE code = 'EL-A2'")
+
+    row = csv_rows(client, f"/api/compliance/due.csv?{A}&status=overdue")[1]
+    item = api(client, f"/api/compliance/due?{A}&status=overdue")["items"][0]
+
+    assert row[:5] == ["EL-A2", "elevator", CHAOYANG, """'=HYPERLINK("http://evil.example")""", "'+1-555"]
+    assert item["address"] == """=HYPERLINK("http://evil.example")"""  # JSON is data, not a spreadsheet
+
+
+def test_format_csv_is_the_same_export(client, fleet):
+    assert csv_rows(client, f"/api/compliance/due?{A}&format=csv") == csv_rows(client, f"/api/compliance/due.csv?{A}")
+
+
+@pytest.mark.parametrize(("query", "codes"), [
+    (f"firm={FIRM_B}&status=overdue", ["ES-A1"]),
+    (f"district={HAIDIAN}", ["EL-B1"]),
+    (f"district={CHAOYANG}&type=elevator&status=overdue", ["EL-A2"]),
+    ("status=due_soon", ["EL-B1"]),
+    ("status=overdue,due_soon", ["EL-A2", "ES-A1", "EL-B1"]),
+    ("status=overdue&status=due_soon", ["EL-A2", "ES-A1", "EL-B1"]),
+])
+def test_due_filters(client, fleet, query, codes):
+    assert [r[0] for r in csv_rows(client, f"/api/compliance/due.csv?{A}&{query}")[1:]] == codes
+    assert [i["code"] for i in api(client, f"/api/compliance/due?{A}&{query}")["items"]] == codes
+
+
+def test_never_recorded_checks_can_be_listed(client, fleet):
+    rows = csv_rows(client, f"/api/compliance/due.csv?{A}&status=never_recorded")
+
+    assert {r[0] for r in rows[1:]} == {"PV-B1"}
+    assert {r[7] for r in rows[1:]} == {""}  # never done: no date
+
+
+def test_due_json_pages(client, fleet):
+    data = api(client, f"/api/compliance/due?{A}&limit=1&offset=1")
+
+    assert (data["total"], data["limit"], data["offset"]) == (3, 1, 1)
+    assert data["statuses"] == ["overdue", "due_soon"]
+    assert [(i["code"], i["check"], i["due"], i["days_overdue"]) for i in data["items"]] == [
+        ("ES-A1", "maintenance", "2026-06-10", 5)]
+    assert list(data["items"][0]) == list(LIST_COLUMNS)
+
+
+def test_due_summary(client, fleet):
+    data = api(client, f"/api/compliance/due/summary?{A}")
+
+    assert [(r["firm"], r["overdue_checks"], r["due_soon_checks"]) for r in data["by_firm"]] == [
+        (FIRM_A, 1, 1), (FIRM_B, 1, 0)]
+    assert [(r["district"], r["overdue_equipment"]) for r in data["by_district"]] == [(CHAOYANG, 2), (HAIDIAN, 0)]
+
+
+# --- bad parameters ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("/api/compliance/overdue-rate?group=city", "group must be one of district, type, overall, not 'city'"),
+    ("/api/compliance/overdue-rate?as_of=yesterday", "as_of must be a date as YYYY-MM-DD, not 'yesterday'"),
+    ("/api/compliance/coverage?group=firm", "group must be one of district, type, overall, not 'firm'"),
+    ("/api/compliance/old-elevators?district=Atlantis", "no district named 'Atlantis'"),
+    ("/api/compliance/overdue-rate/history?from=2026-06-10&to=2026-06-01",
+     "from (2026-06-10) must not be after to (2026-06-01)"),
+    ("/api/compliance/overdue-rate/history?from=2000-01-01&to=2026-06-01",
+     "from and to must be at most 3660 days apart"),
+    ("/api/compliance/due?status=late", "status must be one of ok, due_soon, overdue, never_recorded, not 'late'"),
+    ("/api/compliance/due.csv?status=overdue,late",
+     "status must be one of ok, due_soon, overdue, never_recorded, not 'late'"),
+    ("/api/compliance/due?format=xml", "format must be one of json, csv, not 'xml'"),
+    ("/api/compliance/due.csv?firm=Nobody", "no maintenance firm named 'Nobody'"),
+    ("/api/compliance/due.csv?district=Atlantis", "no district named 'Atlantis'"),
+    ("/api/compliance/due?type=spaceship",
+     "type must be one of elevator, escalator, boiler, pressure_vessel, not 'spaceship'"),
+    ("/api/compliance/due?limit=0", "limit must be between 1 and 1000, not 0"),
+    ("/api/compliance/due/summary?as_of=2026-02-30", "as_of must be a date as YYYY-MM-DD, not '2026-02-30'"),
+])
+def test_bad_parameters_get_the_json_error_shape(client, rules, url, message):
+    assert api(client, url, 400) == {"error": {"status": 400, "message": message}}
+
+
+# --- the page ------------------------------------------------------------------------------------------
+
+def test_the_page_shows_the_figures_and_the_list(client, db, fleet):
+    record_daily_figures(db, date.today())
+
+    response = client.get(f"/compliance?{A}")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200, html
+    assert "Overdue rate (超期未检率): 28.57 %" in html  # 2 of 7
+    assert "Elevators in service for more than 15 years (老旧电梯): 2" in html
+    assert 'href="/api/compliance/due.csv?as_of=2026-06-15"' in html
+    assert 'href="/api/compliance/due.csv?firm=Firm+B&amp;as_of=2026-06-15"' in html
+    assert ">EL-A2</a>" in html and "2 Chaoyang Rd" in html
+    assert 'class="active">Compliance (合规)</a>' in html
+
+
+def test_the_page_filters_the_list(client, fleet):
+    html = client.get(f"/compliance?{A}&firm={FIRM_B}&status=overdue").get_data(as_text=True)
+
+    assert ">ES-A1</a>" in html and ">EL-A2</a>" not in html
+    assert "due.csv?firm=Firm+B&amp;as_of=2026-06-15&amp;status=overdue" in html
+
+
+def test_the_page_with_nothing_registered(client, rules):
+    html = client.get("/compliance").get_data(as_text=True)
+
+    assert "Overdue rate (超期未检率): —" in html
+    assert "No daily figures recorded yet" in html
+
+
+def test_the_page_reports_a_bad_parameter_as_html(client, rules):
+    response = client.get("/compliance?status=late")
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"

@@ -1,0 +1,266 @@
+"""The regulator's figures and the planning lists: a page (/compliance) and its JSON and CSV API."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
+
+from models import figures
+from models.compliance import STATUSES
+from semon.vocabulary import EQUIPMENT_TYPES
+from web import params
+from web.db import connection, fetch_all, fetch_one
+
+bp = Blueprint("compliance", __name__)
+
+STATUS_LABELS = {
+    "ok": "OK (在有效期内)",
+    "due_soon": "Due soon (即将到期)",
+    "overdue": "Overdue (超期)",
+    "never_recorded": "Never recorded (无记录)",
+}
+# The page shows the first rows of the list; the CSV has them all.
+PAGE_LIST_LIMIT = 100
+HISTORY_DEFAULT_DAYS = 90
+# Ten years of daily rows per group is already more than a chart can show.
+HISTORY_MAX_DAYS = 3660
+PAGE_HISTORY_DAYS = 30
+# Registry text typed by many hands; a cell starting with one of these runs as a formula when the file is opened
+# in a spreadsheet (CSV injection), so such text cells get a leading apostrophe. Codes and dates are left as are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FREE_TEXT = {"district", "address", "use_unit", "firm"}
+
+
+@bp.app_template_filter("pct")
+def pct(value: float | None, digits: int = 2) -> str:
+    """A ratio as a percentage ("2.52 %"); a dash when undefined (an empty group)."""
+    return "—" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def _date(args: Mapping[str, str], name: str, default: dt.date) -> dt.date:
+    value = params.text(args, name)
+    if value is None:
+        return default
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date as YYYY-MM-DD, not {value!r}") from None
+
+
+def _clock() -> dict[str, Any]:
+    # The database's today and now, as the equipment pages use: the server's clock is the one the data shares.
+    return fetch_one("SELECT current_date AS today, now() AS now") or {}
+
+
+def _statuses(args: MultiDict[str, str]) -> tuple[str, ...]:
+    """status=overdue or status=overdue,due_soon (or repeated); default: the planning statuses."""
+    values = [v.strip() for raw in args.getlist("status") for v in raw.split(",") if v.strip()]
+    for value in values:
+        if value not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {value!r}")
+    return tuple(dict.fromkeys(values)) or figures.PLANNING_STATUSES
+
+
+def _named_id(table: str, kind: str, name: str | None) -> int | None:
+    if name is None:
+        return None
+    row = fetch_one(f"SELECT id FROM {table} WHERE name = %(name)s", {"name": name})
+    if row is None:
+        # A typo must not give an empty planning file that looks like "nothing to do".
+        raise BadRequest(f"no {kind} named {name!r}")
+    return row["id"]
+
+
+@dataclass(frozen=True)
+class DueFilter:
+    """What the planning list is narrowed to; None means no restriction."""
+
+    as_of: dt.date
+    statuses: tuple[str, ...]
+    district: str | None = None
+    firm: str | None = None
+    type: str | None = None
+
+    @classmethod
+    def from_args(cls, args: MultiDict[str, str], today: dt.date) -> DueFilter:
+        """Parse the query string; a bad value is a 400."""
+        return cls(as_of=_date(args, "as_of", today), statuses=_statuses(args),
+                   district=params.text(args, "district"), firm=params.text(args, "firm"),
+                   type=params.choice(args, "type", EQUIPMENT_TYPES))
+
+    def query(self, today: dt.date) -> dict[str, Any]:
+        """The query-string arguments that reproduce this filter (for links and the CSV download)."""
+        current = {"district": self.district, "firm": self.firm, "type": self.type,
+                   "as_of": self.as_of.isoformat() if self.as_of != today else None}
+        if self.statuses != figures.PLANNING_STATUSES:
+            current["status"] = ",".join(self.statuses)
+        return {k: v for k, v in current.items() if v}
+
+    def filters(self) -> dict[str, Any]:
+        """The keyword arguments of figures.due_list; an unknown district or firm name is a 400."""
+        return {"statuses": self.statuses, "district_id": _named_id("districts", "district", self.district),
+                "firm_id": _named_id("maintenance_firms", "maintenance firm", self.firm), "equipment_type": self.type}
+
+    def fetch(self, limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """(total, rows) of the list."""
+        return figures.due_list(connection(), self.as_of, limit=limit, offset=offset, **self.filters())
+
+
+def _group(args: Mapping[str, str], default: str = "district") -> str:
+    return params.choice(args, "group", figures.GROUPS) or default
+
+
+def _cell(column: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if column in _FREE_TEXT and isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV with a header, with a BOM so that Excel reads the Chinese names as UTF-8."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(c, row[c]) for c in columns])
+    return out.getvalue()
+
+
+def _csv_response(columns: tuple[str, ...], rows: list[dict[str, Any]], name: str) -> Response:
+    return Response(to_csv(columns, rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _due_csv_response(flt: DueFilter) -> Response:
+    return _csv_response(figures.LIST_COLUMNS, flt.fetch()[1], f"compliance-due-{flt.as_of.isoformat()}.csv")
+
+
+# --- JSON and CSV API -----------------------------------------------------------------------------
+
+@bp.get("/api/compliance/overdue-rate")
+def api_overdue_rate() -> Response:
+    """{"as_of", "group", "items", "overall"}: overdue in-use equipment / in-use equipment."""
+    group = _group(request.args)
+    as_of = _date(request.args, "as_of", _clock()["today"])
+    rates = figures.overdue_rates(connection(), as_of)
+    return jsonify({"as_of": as_of, "group": group, "items": [r.as_dict(group) for r in rates.group(group)],
+                    "overall": rates.overall.as_dict("overall")})
+
+
+@bp.get("/api/compliance/overdue-rate/history")
+def api_overdue_rate_history() -> Response:
+    """{"group", "from", "to", "items"}: the recorded daily figures, one item per day and group."""
+    group = _group(request.args, "overall")
+    today = _clock()["today"]
+    last = _date(request.args, "to", today)
+    first = _date(request.args, "from", last - dt.timedelta(days=HISTORY_DEFAULT_DAYS - 1))
+    if first > last:
+        raise BadRequest(f"from ({first}) must not be after to ({last})")
+    if (last - first).days >= HISTORY_MAX_DAYS:
+        raise BadRequest(f"from and to must be at most {HISTORY_MAX_DAYS} days apart")
+    return jsonify({"group": group, "from": first, "to": last,
+                    "items": figures.history(connection(), first, last, group)})
+
+
+@bp.get("/api/compliance/coverage")
+def api_coverage() -> Response:
+    """{"at", "window_hours", "group", "items", "overall"}: in-use equipment whose monitor reported lately."""
+    group = _group(request.args)
+    now = _clock()["now"]
+    cov = figures.coverage(connection(), now)
+    return jsonify({"at": now, "window_hours": figures.COVERAGE_WINDOW.total_seconds() / 3600, "group": group,
+                    "items": [c.as_dict(group) for c in cov.group(group)], "overall": cov.overall.as_dict("overall")})
+
+
+@bp.get("/api/compliance/old-elevators")
+def api_old_elevators() -> Response:
+    """{"as_of", "years", "items", "overall"}: in-use elevators in service for more than 15 years, by district;
+    with district=NAME, also "elevators": the elevators themselves."""
+    as_of = _date(request.args, "as_of", _clock()["today"])
+    by_district, total = figures.old_elevators(connection(), as_of)
+    body: dict[str, Any] = {"as_of": as_of, "years": figures.OLD_ELEVATOR_YEARS,
+                            "items": [o.as_dict() for o in by_district], "overall": total.as_dict()}
+    district = params.text(request.args, "district")
+    if district is not None:
+        body["elevators"] = figures.old_elevator_list(
+            connection(), as_of, district_id=_named_id("districts", "district", district))
+    return jsonify(body)
+
+
+@bp.get("/api/compliance/old-elevators.csv")
+def api_old_elevators_csv() -> Response:
+    """The old elevators themselves as CSV (all districts, or district=NAME), for an assessment campaign."""
+    as_of = _date(request.args, "as_of", _clock()["today"])
+    district_id = _named_id("districts", "district", params.text(request.args, "district"))
+    rows = figures.old_elevator_list(connection(), as_of, district_id=district_id)
+    return _csv_response(figures.OLD_ELEVATOR_COLUMNS, rows, f"old-elevators-{as_of.isoformat()}.csv")
+
+
+@bp.get("/api/compliance/due")
+def api_due() -> Response:
+    """The planning list: JSON {"as_of", "total", "limit", "offset", "items"}, or all of it as CSV with format=csv."""
+    fmt = params.choice(request.args, "format", ("json", "csv")) or "json"
+    flt = DueFilter.from_args(request.args, _clock()["today"])
+    if fmt == "csv":
+        return _due_csv_response(flt)
+    limit, offset = params.page(request.args)
+    total, rows = flt.fetch(limit, offset)
+    return jsonify({"as_of": flt.as_of, "statuses": list(flt.statuses), "total": total, "limit": limit,
+                    "offset": offset, "items": rows})
+
+
+@bp.get("/api/compliance/due.csv")
+def api_due_csv() -> Response:
+    """The whole planning list as CSV (the same filters as /api/compliance/due)."""
+    flt = DueFilter.from_args(request.args, _clock()["today"])
+    return _due_csv_response(flt)
+
+
+@bp.get("/api/compliance/due/summary")
+def api_due_summary() -> Response:
+    """{"as_of", "by_firm", "by_district"}: overdue and due-soon checks per firm and per district."""
+    as_of = _date(request.args, "as_of", _clock()["today"])
+    by_firm, by_district = figures.due_summary(connection(), as_of)
+    return jsonify({"as_of": as_of, "by_firm": by_firm, "by_district": by_district})
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+@bp.get("/compliance")
+def index() -> str:
+    """The figures, their trend, and the planning lists with CSV downloads."""
+    clock = _clock()
+    today = clock["today"]
+    flt = DueFilter.from_args(request.args, today)
+    conn = connection()
+    filters = flt.filters()
+    with figures.snapshot(conn, flt.as_of) as statuses:
+        rates = statuses.overdue_rates()
+        by_firm, by_district = statuses.due_summary()
+        total, rows = statuses.due_list(limit=PAGE_LIST_LIMIT, **filters)
+    cov = figures.coverage(conn, clock["now"])
+    old_by_district, old_total = figures.old_elevators(conn, flt.as_of)
+    trend = figures.history(conn, today - dt.timedelta(days=PAGE_HISTORY_DAYS - 1), today, "overall")
+    query = flt.query(today)
+    return render_template(
+        "compliance.html", flt=flt, today=today, rates=rates, cov=cov, old_by_district=old_by_district,
+        old_total=old_total, old_years=figures.OLD_ELEVATOR_YEARS, trend=trend, by_firm=by_firm,
+        by_district=by_district, rows=rows, total=total, limit=PAGE_LIST_LIMIT,
+        csv_url=url_for("compliance.api_due_csv", **query),
+        as_of_arg={"as_of": query["as_of"]} if "as_of" in query else {}, status_labels=STATUS_LABELS,
+        types=EQUIPMENT_TYPES, statuses=STATUSES,
+        districts=[r["name"] for r in fetch_all("SELECT name FROM districts ORDER BY name")],
+        firms=[r["name"] for r in fetch_all("SELECT name FROM maintenance_firms ORDER BY name")])

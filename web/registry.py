@@ -1,0 +1,296 @@
+"""The registry's JSON API: list (with filters), one item, create and update for equipment, maintenance firms,
+districts and use units (docs/registry-csv.md has the fields). Writes need no authentication yet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from flask import Blueprint, Response, abort, jsonify, request, url_for
+
+from semon.registry import (
+    ALL_SUBTYPES,
+    ENTITIES,
+    EQUIPMENT_FIELDS,
+    Entity,
+    Field,
+    entity_columns,
+    equipment_columns,
+    type_problems,
+    update,
+    upsert,
+    validate_cells,
+)
+from semon.vocabulary import EQUIPMENT_STATUSES, EQUIPMENT_TYPES
+from web import params
+from web.db import connection, fetch_all, fetch_one
+from web.jsonapi import API_PREFIX
+
+bp = Blueprint("registry", __name__, url_prefix=API_PREFIX + "/registry")
+
+# The CSV's conveniences (the firm's phone beside the equipment, the last inspection as a date) are not part of
+# an equipment item: firms have their own endpoint and inspections are records.
+API_EQUIPMENT_FIELDS = {n: f for n, f in EQUIPMENT_FIELDS.items()
+                        if n not in ("maintenance_firm_phone", "last_inspection_on")}
+# URL segment of each entity.
+ENTITY_PATHS = {"firms": "firms", "districts": "districts", "use-units": "use_units"}
+# Derived fields of the items: a body may carry them back (GET, edit, PUT) and they are ignored.
+READ_ONLY = ("monitor_fitted", "updated_at", "equipment_count")
+
+_EQUIPMENT_SQL = """
+SELECT e.code, e.type, e.subtype, d.name AS district, e.address, COALESCE(u.name, NULLIF(e.use_unit, '')) AS use_unit,
+       f.name AS maintenance_firm, e.install_date, e.commissioning_date, e.status, e.rated_speed_mps,
+       e.rated_load_kg, e.floors, e.rated_pressure_mpa, e.rated_capacity_tph, e.manufacturer, e.model,
+       e.monitor_vendor, e.monitor_model, e.monitor_vendor <> '' AS monitor_fitted, e.safety_grade,
+       e.on_demand_maintenance, e.maintenance_cycle_days, e.governor_install_date, e.updated_at
+  FROM equipment e
+  JOIN districts d ON d.id = e.district_id
+  LEFT JOIN use_units u ON u.id = e.use_unit_id
+  LEFT JOIN maintenance_firms f ON f.id = e.firm_id
+"""
+# Equipment filters: query parameter -> SQL expression it is compared with.
+_EQUIPMENT_FILTERS = {"type": "e.type", "subtype": "e.subtype", "district": "d.name", "firm": "f.name",
+                      "use_unit": "COALESCE(u.name, e.use_unit)", "status": "e.status"}
+# How many equipment each entity has, by its column in equipment.
+_REFERENCING_COLUMN = {"maintenance_firms": "firm_id", "districts": "district_id", "use_units": "use_unit_id"}
+
+
+class Invalid(Exception):
+    """A request body with bad fields: (field, reason) pairs, the first named in the message."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__(f"{problems[0][0]}: {problems[0][1]}")
+        self.problems = problems
+
+
+@bp.errorhandler(Invalid)
+def _invalid(exc: Invalid) -> tuple[Response, int]:
+    # The repo's error shape, plus the field(s) so that a form can mark them.
+    body = {"error": {"status": 400, "message": str(exc), "field": exc.problems[0][0],
+                      "problems": [{"field": f, "reason": r} for f, r in exc.problems]}}
+    return jsonify(body), 400
+
+
+def _body(fields: Mapping[str, Field]) -> dict[str, str]:
+    """The request's JSON object as CSV-like text cells; unknown fields and non-scalar values are rejected."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise Invalid([("body", "must be a JSON object")])
+    problems: list[tuple[str, str]] = []
+    cells: dict[str, str] = {}
+    for name, value in data.items():
+        if name in READ_ONLY:
+            continue
+        if name not in fields:
+            problems.append((name, f"unknown field (expected: {', '.join(fields)})"))
+        elif value is None:
+            cells[name] = ""
+        elif isinstance(value, str):
+            cells[name] = value.strip()
+        elif isinstance(value, bool):
+            cells[name] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            cells[name] = str(value)
+        else:
+            problems.append((name, f"must be a string, a number or true/false, not {type(value).__name__}"))
+    if problems:
+        raise Invalid(problems)
+    return cells
+
+
+def _validate(fields: Mapping[str, Field], cells: dict[str, str], partial: bool) -> dict[str, Any]:
+    problems: list[tuple[str, str]] = []
+    values = validate_cells(dict(fields), cells, lambda f, r: problems.append((f, r)), partial=partial)
+    if values is None:
+        raise Invalid(problems)
+    return values
+
+
+def _write(key: str, fields: Mapping[str, Field], current: dict[str, Any] | None) -> dict[str, Any]:
+    """The validated values of a POST (current is None), PUT (every field; absent ones are emptied) or PATCH."""
+    cells = _body(fields)
+    if current is not None and key in cells and cells[key] != current[key]:
+        raise Invalid([(key, f"cannot be changed (it is {current[key]!r})")])
+    if current is not None:
+        cells[key] = current[key]
+    if request.method == "PUT":
+        cells = {name: "" for name in fields} | cells
+    return _validate(fields, cells, partial=request.method == "PATCH")
+
+
+def _page() -> tuple[int, int]:
+    return params.page(request.args)
+
+
+def _created(item: dict[str, Any], endpoint: str, **url_args: Any) -> tuple[Response, int, dict[str, str]]:
+    return jsonify(item), 201, {"Location": url_for(endpoint, **url_args)}
+
+
+# --- equipment ------------------------------------------------------------------------------------------------
+
+def _equipment(code: str) -> dict[str, Any] | None:
+    return fetch_one(_EQUIPMENT_SQL + " WHERE e.code = %(code)s", {"code": code})
+
+
+@bp.get("/equipment")
+def equipment_list() -> Response:
+    """Equipment, filtered by type, subtype, district, firm, use_unit, status, monitor (yes/no) and q (text in
+    the code or address): {"total", "limit", "offset", "items"}."""
+    args = request.args
+    chosen = {"type": params.choice(args, "type", EQUIPMENT_TYPES),
+              "subtype": params.choice(args, "subtype", ALL_SUBTYPES),
+              "status": params.choice(args, "status", EQUIPMENT_STATUSES)}
+    clauses, values = [], {}
+    for name, expression in _EQUIPMENT_FILTERS.items():
+        value = chosen[name] if name in chosen else params.text(args, name)
+        if value is not None:
+            clauses.append(f"{expression} = %({name})s")
+            values[name] = value
+    monitor = params.choice(args, "monitor", ("yes", "no"))
+    if monitor is not None:
+        clauses.append("e.monitor_vendor <> ''" if monitor == "yes" else "e.monitor_vendor = ''")
+    q = params.text(args, "q")
+    if q is not None:
+        clauses.append("(e.code ILIKE %(q)s OR e.address ILIKE %(q)s)")
+        values["q"] = params.like_pattern(q)
+    return _listing(_EQUIPMENT_SQL, clauses, values, "e.code")
+
+
+def _listing(select: str, clauses: list[str], values: dict[str, Any], order: str) -> Response:
+    limit, offset = _page()
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    total = fetch_one(f"SELECT count(*) AS n FROM ({select}{where}) matching", values)
+    rows = fetch_all(f"{select}{where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
+                     values | {"limit": limit, "offset": offset})
+    return jsonify({"total": total["n"] if total else 0, "limit": limit, "offset": offset, "items": rows})
+
+
+@bp.get("/equipment/<code>")
+def equipment_item(code: str) -> Response:
+    """One equipment's registry entry."""
+    row = _equipment(code)
+    if row is None:
+        abort(404, description=f"no equipment with code {code!r}")
+    return jsonify(row)
+
+
+@bp.post("/equipment")
+def equipment_create() -> tuple[Response, int, dict[str, str]]:
+    """Register an equipment; its district, use unit and firm must be registered already."""
+    values = _write("code", API_EQUIPMENT_FIELDS, None)
+    conn = connection()
+    try:
+        with conn.transaction():
+            columns = equipment_columns(values, _references(values))
+            exists = conn.execute("SELECT 1 FROM equipment WHERE code = %s", (values["code"],)).fetchone()
+            if exists:
+                abort(409, description=f"equipment {values['code']!r} already exists; PUT or PATCH it instead")
+            upsert(conn, "equipment", "code", columns, stamp=True)
+    except psycopg.errors.UniqueViolation:
+        abort(409, description=f"equipment {values['code']!r} already exists")
+    return _created(_equipment(values["code"]) or {}, "registry.equipment_item", code=values["code"])
+
+
+@bp.route("/equipment/<code>", methods=["PUT", "PATCH"])
+def equipment_update(code: str) -> Response:
+    """Change an equipment (PUT: every field, absent ones emptied; PATCH: the fields given)."""
+    current = _equipment(code)
+    if current is None:
+        abort(404, description=f"no equipment with code {code!r}")
+    values = _write("code", API_EQUIPMENT_FIELDS, current)
+    # A PATCH of some fields must still leave them fitting the type (a subtype of it, a grade for a vessel).
+    problems = type_problems({**current, **values})
+    if problems:
+        raise Invalid(problems)
+    conn = connection()
+    with conn.transaction():
+        update(conn, "equipment", "code", equipment_columns(values, _references(values)), stamp=True)
+    return jsonify(_equipment(code))
+
+
+def _references(values: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Ids of the district, use unit and firm named; one not registered is a 400 on its field."""
+    refs: dict[str, dict[str, int]] = {"districts": {}, "use_units": {}, "maintenance_firms": {}}
+    problems = []
+    for field, table, what in (("district", "districts", "district"), ("use_unit", "use_units", "use unit"),
+                               ("maintenance_firm", "maintenance_firms", "maintenance firm")):
+        name = values.get(field)
+        if not name:
+            continue
+        row = fetch_one(f"SELECT id FROM {table} WHERE name = %(name)s", {"name": name})
+        if row is None:
+            problems.append((field, f"no {what} {name!r} is registered"))
+        else:
+            refs[table][name] = row["id"]
+    if problems:
+        raise Invalid(problems)
+    return refs
+
+
+# --- firms, districts, use units ------------------------------------------------------------------------------
+
+def _entity(path: str) -> Entity:
+    if path not in ENTITY_PATHS:
+        abort(404, description=f"no registry list {path!r} (one of equipment, {', '.join(ENTITY_PATHS)})")
+    return ENTITIES[ENTITY_PATHS[path]]
+
+
+def _entity_select(entity: Entity) -> str:
+    selected = ", ".join(f"t.{spec.db_column(name)} AS {name}" for name, spec in entity.fields.items())
+    return (f"SELECT {selected}, (SELECT count(*) FROM equipment e "
+            f"WHERE e.{_REFERENCING_COLUMN[entity.table]} = t.id) AS equipment_count FROM {entity.table} t")
+
+
+def _entity_row(entity: Entity, name: str) -> dict[str, Any] | None:
+    return fetch_one(_entity_select(entity) + " WHERE t.name = %(name)s", {"name": name})
+
+
+@bp.get("/<kind>")
+def entity_list(kind: str) -> Response:
+    """Firms, districts or use units, filtered by q (text in the name): {"total", "limit", "offset", "items"}."""
+    entity = _entity(kind)
+    q = params.text(request.args, "q")
+    clauses, values = ([], {}) if q is None else (["t.name ILIKE %(q)s"], {"q": params.like_pattern(q)})
+    return _listing(_entity_select(entity), clauses, values, "t.name")
+
+
+@bp.get("/<kind>/<name>")
+def entity_item(kind: str, name: str) -> Response:
+    """One firm, district or use unit."""
+    entity = _entity(kind)
+    row = _entity_row(entity, name)
+    if row is None:
+        abort(404, description=f"no {kind} entry named {name!r}")
+    return jsonify(row)
+
+
+@bp.post("/<kind>")
+def entity_create(kind: str) -> tuple[Response, int, dict[str, str]]:
+    """Register a firm, district or use unit."""
+    entity = _entity(kind)
+    values = _write(entity.key, entity.fields, None)
+    columns = entity_columns(entity, values)
+    conn = connection()
+    try:
+        with conn.transaction():
+            conn.execute(f"INSERT INTO {entity.table} ({', '.join(columns)}) "
+                         f"VALUES ({', '.join(f'%({c})s' for c in columns)})", columns)
+    except psycopg.errors.UniqueViolation:
+        abort(409, description=f"{kind} entry {values['name']!r} already exists; PUT or PATCH it instead")
+    return _created(_entity_row(entity, values["name"]) or {}, "registry.entity_item", kind=kind,
+                    name=values["name"])
+
+
+@bp.route("/<kind>/<name>", methods=["PUT", "PATCH"])
+def entity_update(kind: str, name: str) -> Response:
+    """Change a firm, district or use unit (PUT: every field, absent ones emptied; PATCH: the fields given)."""
+    entity = _entity(kind)
+    current = _entity_row(entity, name)
+    if current is None:
+        abort(404, description=f"no {kind} entry named {name!r}")
+    values = _write(entity.key, entity.fields, current)
+    conn = connection()
+    with conn.transaction():
+        update(conn, entity.table, entity.key, entity_columns(entity, values))
+    return jsonify(_entity_row(entity, name))
