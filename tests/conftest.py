@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from psycopg.rows import dict_row
 
 from semon.config import Config, load_config
@@ -144,3 +146,21 @@ def register_equipment(conn: psycopg.Connection, code: str, equipment_type: str 
                                                   rated_speed_mps, floors)
                            VALUES (%s, %s, %s, %s, %s, %s, 1.75, 18) RETURNING id""",
                         (code, equipment_type, district_id, firm_id, status, install_date)).fetchone()["id"]
+
+
+@pytest.fixture
+def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Flask]:
+    """The web app on the test database."""
+    from web import create_app
+    from web.db import close_pool
+
+    app = create_app(base_config.replace(database_url=db_url))
+    app.testing = True
+    yield app
+    close_pool(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the web app."""
+    return app.test_client()

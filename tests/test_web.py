@@ -5,32 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from semon.config import Config
 from web import create_app
-from web.db import close_pool
-
-
-@pytest.fixture
-def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Flask]:
-    app = create_app(base_config.replace(database_url=db_url, heartbeat_interval_s=60.0,
-                                         offline_after_missed_heartbeats=3))
-    app.testing = True
-    yield app
-    close_pool(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def unreachable_database_url() -> str:

@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from models.figures import LIST_COLUMNS, record_daily_figures
-from semon.config import Config
 from tests import test_figures
 from tests.test_figures import AS_OF, CHAOYANG, FIRM_A, FIRM_B, HAIDIAN
-from web import create_app
-from web.db import close_pool
 
 # The fleet of test_figures, whose figures are computed there by hand.
 rules = test_figures.rules
 fleet = test_figures.fleet
 A = f"as_of={AS_OF.isoformat()}"
-
-
-@pytest.fixture
-def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Flask]:
-    app = create_app(base_config.replace(database_url=db_url))
-    app.testing = True
-    yield app
-    close_pool(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def api(client: FlaskClient, url: str, status: int = 200) -> Any:

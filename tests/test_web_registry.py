@@ -3,32 +3,12 @@ validation errors that name the field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from semon.config import Config
-from web import create_app
-from web.db import close_pool
-
 API = "/api/registry"
-
-
-@pytest.fixture
-def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Flask]:
-    app = create_app(base_config.replace(database_url=db_url))
-    app.testing = True
-    yield app
-    close_pool(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def ok(response, status: int = 200) -> Any:
