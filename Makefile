@@ -5,7 +5,7 @@ SHELL := /bin/bash
 help:
 	@echo "make demo   set up TimescaleDB, Mosquitto and Python, then run semon on a simulated fleet"
 	@echo "make test   set up the same way and run the test suite against the real services"
-	@echo "make bench  set up the same way and run the ingest benchmark (about 5 minutes; bench/RESULTS.md)"
+	@echo "make bench  set up the same way and run the ingest benchmarks (about 6 minutes; bench/RESULTS.md)"
 	@echo "make bench-simulate  run the simulator benchmark: the load scenario for 5 minutes (bench/RESULTS.md)"
 	@echo "make bench-compliance  compliance status of 100,000 equipment with 1,000,000 records (about 1 minute)"
 	@echo "make lint   ruff"
