@@ -201,6 +201,27 @@ def compliance_statuses(conn: psycopg.Connection, as_of: date, *,
         return [CheckStatus(*row) for row in cur.fetchall()]
 
 
+def status_sql(*, check: bool = False, equipment_ids: bool = False) -> str:
+    """STATUS_SQL narrowed with the same rules and due dates: to one check (parameter %(check)s) and/or to some
+    equipment (%(equipment_ids)s, probed one by one as for compliance_statuses). Parameters: %(as_of)s too."""
+    conditions = (" AND r.check_name = %(check)s" if check else "") \
+        + (" AND e.id = ANY(%(equipment_ids)s)" if equipment_ids else "")
+    return _STATUS_TEMPLATE.format(rules=_rules_source(), latest=_LATEST_SOME if equipment_ids else _LATEST_ALL,
+                                   equipment_filter=conditions)
+
+
+_STATUS_ONE_CHECK_SOME = status_sql(check=True, equipment_ids=True)
+
+
+def check_statuses(conn: psycopg.Connection, as_of: date, check: str, *,
+                   equipment_ids: list[int]) -> list[CheckStatus]:
+    """compliance_statuses of one check only, for the equipment given (e.g. one page of a list)."""
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+        cur.execute(_STATUS_ONE_CHECK_SOME + " ORDER BY 1",
+                    {"as_of": as_of, "check": check, "equipment_ids": list(equipment_ids)})
+        return [CheckStatus(*row) for row in cur.fetchall()]
+
+
 @dataclass(frozen=True)
 class ScanResult:
     overdue: int      # (equipment, check) pairs overdue now

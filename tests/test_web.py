@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
+from models.compliance import compliance_statuses
 from web import create_app
 
 
@@ -43,11 +44,16 @@ def add_equipment(db: psycopg.Connection, code: str, *, type: str = "elevator", 
 
 
 def add_inspection(db: psycopg.Connection, equipment_id: int, next_due_in_days: int, *,
-                   kind: str = "periodic_inspection", performed_days_ago: int = 300,
-                   result: str = "pass", report_no: str = "") -> None:
-    db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, next_due, result, report_no)"
-               " VALUES (%s, %s, current_date - %s, current_date + %s, %s, %s)",
-               (equipment_id, kind, performed_days_ago, next_due_in_days, result, report_no))
+                   kind: str = "periodic_inspection", performed_days_ago: int | None = None,
+                   result: str = "pass", report_no: str = "", rectify_by: dt.date | None = None) -> None:
+    """An inspection; unless performed_days_ago is given, performed one elevator interval (12 months, the
+    compliance rules' default) before the due date, so that the rules put the next one where next_due says."""
+    db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, next_due, result, report_no, rectify_by)"
+               " VALUES (%(id)s, %(kind)s, COALESCE(current_date - %(ago)s::int,"
+               " (current_date + %(due)s - interval '12 months')::date), current_date + %(due)s, %(result)s,"
+               " %(report_no)s, %(rectify_by)s)",
+               {"id": equipment_id, "kind": kind, "ago": performed_days_ago, "due": next_due_in_days,
+                "result": result, "report_no": report_no, "rectify_by": rectify_by})
 
 
 def set_state(db: psycopg.Connection, equipment_id: int, *, status: str | None = "online",
@@ -200,14 +206,17 @@ def test_it_shows_inspection_due_within_30_days_as_due_soon(client, db):
 def test_it_judges_inspection_by_the_latest_periodic_inspection(client, db):
     eid = add_equipment(db, "EL-001")
     add_inspection(db, eid, next_due_in_days=-370, performed_days_ago=730)
-    add_inspection(db, eid, next_due_in_days=200, performed_days_ago=165)
+    add_inspection(db, eid, next_due_in_days=200)
     # A load test falling due does not make the periodic inspection overdue.
     add_inspection(db, eid, next_due_in_days=-10, kind="load_test", performed_days_ago=400)
 
     item = api(client, "/api/equipment")["items"][0]
 
     assert item["inspection_status"] == "ok"
-    assert item["next_inspection_due"] == db_date(db, 200).isoformat()
+    # Performed 12 months before that, and due 12 months after it (one day early if today + 200 is 29 February).
+    due = db.execute("SELECT ((current_date + 200 - interval '12 months')::date + interval '12 months')::date AS d"
+                     ).fetchone()["d"]
+    assert item["next_inspection_due"] == due.isoformat()
 
 
 def test_it_shows_never_recorded_inspection(client, db):
@@ -224,10 +233,60 @@ def test_never_inspected_equipment_falls_due_one_interval_after_installation(cli
     html = page(client, "/equipment")
     items = api(client, "/api/equipment")["items"]
 
-    assert [i["inspection_status"] for i in items] == ["overdue", "ok"]
+    # Not yet due, and nothing on record: compliance's never_recorded.
+    assert [i["inspection_status"] for i in items] == ["overdue", "no_record"]
     assert [i["inspection_on_record"] for i in items] == [False, False]
     assert "Overdue (超期未检)" in table_rows(html)[0][5]
     assert "no inspection on record" in table_rows(html)[0][5]
+
+
+def test_equipment_pages_agree_with_the_compliance_status(client, db):
+    # Never inspected, commissioned 13 months ago: the first inspection is due 36 months from commissioning
+    # (not 12 from installation, as the equipment page once said).
+    vessel = add_equipment(db, "PV-001", type="pressure_vessel", install_date=db_date(db, -400),
+                           commissioning_date=db_date(db, -395), safety_grade=2)
+    # Failed 10 days ago with a rectification deadline yesterday: overdue since the deadline, not in a year.
+    failed = add_equipment(db, "EL-001")
+    add_inspection(db, failed, next_due_in_days=355, performed_days_ago=10, result="fail",
+                   rectify_by=db_date(db, -1))
+    # Failed with the deadline 20 days away: due soon.
+    soon = add_equipment(db, "EL-002")
+    add_inspection(db, soon, next_due_in_days=355, performed_days_ago=10, result="fail",
+                   rectify_by=db_date(db, 20))
+    today = db_date(db, 0)
+    expected = {s.code: s for s in compliance_statuses(db, today, equipment_ids=[vessel, failed, soon])
+                if s.check == "periodic_inspection"}
+    assert (expected["PV-001"].status, expected["PV-001"].due_on) == ("never_recorded", db.execute(
+        "SELECT (%s::date + interval '36 months')::date AS d", (db_date(db, -395),)).fetchone()["d"])
+    assert (expected["EL-001"].status, expected["EL-001"].due_on) == ("overdue", db_date(db, -1))
+    assert (expected["EL-002"].status, expected["EL-002"].due_on) == ("due_soon", db_date(db, 20))
+
+    items = {i["code"]: i for i in api(client, "/api/equipment")["items"]}
+    html_rows = {r[0]: r[5] for r in table_rows(page(client, "/equipment"))}
+
+    for code, status in expected.items():
+        want = "no_record" if status.status == "never_recorded" else status.status
+        assert items[code]["inspection_status"] == want, code
+        assert items[code]["next_inspection_due"] == status.due_on.isoformat(), code
+        assert items[code]["inspection_on_record"] == (status.last_on is not None), code
+        assert f"next due {status.due_on.isoformat()}" in html_rows[code], code
+        assert [i["code"] for i in api(client, f"/api/equipment?status={want}")["items"]].count(code) == 1
+        detail = api(client, f"/api/equipment/{code}")
+        assert detail["inspection_status"] == want
+        assert detail["checks"] == [
+            {"check": s.check, "last_on": s.last_on and s.last_on.isoformat(),
+             "due_on": s.due_on and s.due_on.isoformat(), "status": s.status}
+            for s in compliance_statuses(db, today, equipment_ids=[status.equipment_id])]
+    assert "Overdue (超期未检)" in html_rows["EL-001"]
+    assert "Never recorded" in html_rows["PV-001"]
+    parser = _Tables()
+    parser.feed(page(client, "/equipment/EL-001"))
+    # The first table naming the check is the checks table (the inspection records follow it).
+    checks: dict[str, list[str]] = {}
+    for row in (row for table in parser.tables for row in table):
+        checks.setdefault(row[0][0], [text for text, _ in row])
+    assert checks["periodic inspection"] == ["periodic inspection", db_date(db, -10).isoformat(),
+                                             db_date(db, -1).isoformat(), "Overdue (超期未检)"]
 
 
 def test_equipment_not_in_use_owes_no_inspection(client, db):
@@ -315,6 +374,21 @@ def test_filters_overdue_equipment(client, db):
     add_equipment(db, "EL-003")
 
     assert [r[0] for r in table_rows(page(client, "/equipment?status=overdue"))] == ["EL-001"]
+
+
+def test_filters_by_each_inspection_status(client, db):
+    add_inspection(db, add_equipment(db, "EL-001"), next_due_in_days=-1)
+    add_inspection(db, add_equipment(db, "EL-002"), next_due_in_days=10)
+    add_inspection(db, add_equipment(db, "EL-003"), next_due_in_days=100)
+    add_equipment(db, "EL-004")
+    add_equipment(db, "EL-005", status="suspended")
+
+    found = {status: [i["code"] for i in api(client, f"/api/equipment?status={status}")["items"]]
+             for status in ("overdue", "due_soon", "ok", "no_record", "not_required")}
+
+    assert found == {"overdue": ["EL-001"], "due_soon": ["EL-002"], "ok": ["EL-003"], "no_record": ["EL-004"],
+                     "not_required": ["EL-005"]}
+    assert api(client, "/api/equipment?status=overdue")["total"] == 1
 
 
 def test_filters_by_connection(client, db):

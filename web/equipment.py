@@ -9,16 +9,22 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 
+from models import compliance
 from semon.vocabulary import EQUIPMENT_TYPES
 from web import params
-from web.db import fetch_all, fetch_one
+from web.db import connection, fetch_all, fetch_one
 
 bp = Blueprint("equipment", __name__)
 
 INSPECTION_STATUSES = ("ok", "due_soon", "overdue", "no_record", "not_required")
 CONNECTION_STATES = ("online", "offline", "no_data")
-# Inspectors want warning a month ahead: time enough to book the inspection body before 超期.
-DUE_SOON_DAYS = 30
+# The inspection status is compliance's status of this check (models/compliance.py), so that the pages agree
+# with /compliance and the overdue alerts; its never_recorded reads no_record here.
+PERIODIC_CHECK = "periodic_inspection"
+_FROM_COMPLIANCE = {"never_recorded": "no_record"}
+_TO_COMPLIANCE = {v: k for k, v in _FROM_COMPLIANCE.items()}
+# The periodic-inspection status of every in-use equipment: only for a filter on it (a page computes its own).
+_PERIODIC_SQL = compliance.status_sql(check=True)
 RECENT_ALERTS = 20
 RECENT_MAINTENANCE = 10
 
@@ -29,11 +35,8 @@ LIST_FIELDS = ("code", "type", "district", "address", "firm", "equipment_status"
 DETAIL_FIELDS = LIST_FIELDS + ("use_unit", "install_date", "rated_speed_mps", "rated_load_kg", "floors",
                                "rated_pressure_mpa", "rated_capacity_tph", "firm_phone", "firm_email")
 
-# One row per equipment with its derived states. The periodic-inspection status follows the records' next_due
-# (models/compliance.py computes every check of issue 5's table, as /compliance shows): the due date is the next_due
-# of the periodic inspection (TSG T7001; load tests and other kinds have cycles of their own) with the
-# latest inspection, or for equipment never inspected one interval after installation; equipment not in
-# use owes no inspection. A monitor is offline when it said so (its last will) or when it has missed
+# One row per equipment with its derived states; the inspection fields are added from the compliance rules
+# (_add_inspection). A monitor is offline when it said so (its last will) or when it has missed
 # offline_after_missed_heartbeats heartbeats; stale is a state, so offline_since is given, not values.
 _EQUIPMENT_SQL = """
 SELECT * FROM (
@@ -41,13 +44,8 @@ SELECT * FROM (
            e.status AS equipment_status, e.use_unit, e.install_date, e.rated_speed_mps, e.rated_load_kg,
            e.floors, e.rated_pressure_mpa, e.rated_capacity_tph,
            f.phone AS firm_phone, f.email AS firm_email,
-           due.next_due AS next_inspection_due,
-           i.next_due IS NOT NULL AS inspection_on_record,
-           CASE WHEN e.status <> 'in_use' THEN 'not_required'
-                WHEN due.next_due IS NULL THEN 'no_record'
-                WHEN due.next_due < current_date THEN 'overdue'
-                WHEN due.next_due <= current_date + %(due_soon_days)s THEN 'due_soon'
-                ELSE 'ok' END AS inspection_status,
+           EXISTS (SELECT FROM inspections i WHERE i.equipment_id = e.id AND i.kind = 'periodic_inspection')
+               AS periodic_on_record,
            CASE WHEN s.status IS NULL AND s.last_seen IS NULL THEN 'no_data'
                 WHEN s.status = 'offline' THEN 'offline'
                 WHEN COALESCE(s.last_seen, s.status_changed_at) < now() - %(offline_after)s THEN 'offline'
@@ -61,14 +59,6 @@ SELECT * FROM (
       FROM equipment e
       JOIN districts d ON d.id = e.district_id
       LEFT JOIN maintenance_firms f ON f.id = e.firm_id
-      LEFT JOIN LATERAL (
-          SELECT next_due FROM inspections
-           WHERE equipment_id = e.id AND kind = 'periodic_inspection'
-           ORDER BY performed_on DESC LIMIT 1) i ON true
-      CROSS JOIN LATERAL (
-          SELECT COALESCE(i.next_due,
-                          (e.install_date + make_interval(months => %(interval_months)s))::date) AS next_due
-      ) due
       LEFT JOIN equipment_state s ON s.equipment_id = e.id
 ) listed
 """
@@ -133,9 +123,14 @@ class EquipmentFilter:
             if getattr(self, name) is not None:
                 clauses.append(f"{name} = %({name})s")
                 values[name] = getattr(self, name)
-        if self.status is not None:
-            clauses.append("inspection_status = %(status)s")
-            values["status"] = self.status
+        if self.status == "not_required":
+            # Not in use, or (should the rule table lack it) a type that owes no periodic inspection.
+            clauses.append("(equipment_status <> 'in_use'"
+                           f" OR id NOT IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c))")
+            values["check"] = PERIODIC_CHECK
+        elif self.status is not None:
+            clauses.append(f"id IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c WHERE c.status = %(status)s)")
+            values |= {"check": PERIODIC_CHECK, "status": _TO_COMPLIANCE.get(self.status, self.status)}
         if self.q is not None:
             clauses.append("(code ILIKE %(q)s OR address ILIKE %(q)s)")
             values["q"] = params.like_pattern(self.q)
@@ -155,8 +150,28 @@ def _state_params() -> dict[str, Any]:
     config = current_app.config["SEMON"]
     offline_after = dt.timedelta(
         seconds=config.heartbeat_interval_s * config.offline_after_missed_heartbeats)
-    return {"due_soon_days": DUE_SOON_DAYS, "offline_after": offline_after,
-            "interval_months": config.inspection_interval_months}
+    # as_of is the database's today, as /compliance and the compliance job count it.
+    today = fetch_one("SELECT current_date AS today")
+    return {"offline_after": offline_after, "as_of": today["today"] if today else dt.date.today()}
+
+
+def _set_inspection(row: dict[str, Any], status: compliance.CheckStatus | None) -> None:
+    """The periodic-inspection fields of a row from compliance's status of that check (None: owes none)."""
+    if status is None:  # not in use: compliance leaves it out
+        row.update(inspection_status="not_required", next_inspection_due=None,
+                   inspection_on_record=row["periodic_on_record"])
+    else:
+        row.update(inspection_status=_FROM_COMPLIANCE.get(status.status, status.status),
+                   next_inspection_due=status.due_on, inspection_on_record=status.last_on is not None)
+
+
+def _add_inspection(rows: list[dict[str, Any]], as_of: dt.date) -> None:
+    """Add the periodic-inspection fields to the rows: the compliance status of that check for these only."""
+    ids = [r["id"] for r in rows if r["equipment_status"] == "in_use"]
+    found = {s.equipment_id: s for s in compliance.check_statuses(connection(), as_of, PERIODIC_CHECK,
+                                                                   equipment_ids=ids)} if ids else {}
+    for row in rows:
+        _set_inspection(row, found.get(row["id"]))
 
 
 def list_equipment(flt: EquipmentFilter) -> tuple[int, list[dict[str, Any]]]:
@@ -166,14 +181,21 @@ def list_equipment(flt: EquipmentFilter) -> tuple[int, list[dict[str, Any]]]:
     total = fetch_one("SELECT count(*) AS n FROM (" + _EQUIPMENT_SQL + where + ") matching", values)
     rows = fetch_all(_EQUIPMENT_SQL + where + " ORDER BY code LIMIT %(limit)s OFFSET %(offset)s",
                      values | {"limit": flt.limit, "offset": flt.offset})
+    _add_inspection(rows, values["as_of"])
     return (total["n"] if total else 0), rows
 
 
 def get_equipment(code: str) -> dict[str, Any] | None:
-    """One equipment with its derived states, inspections, maintenance and alerts; None if unknown."""
-    row = fetch_one(_EQUIPMENT_SQL + " WHERE code = %(code)s", _state_params() | {"code": code})
+    """One equipment with its derived states, the compliance status of every check it owes, inspections,
+    maintenance and alerts; None if unknown."""
+    state = _state_params()
+    row = fetch_one(_EQUIPMENT_SQL + " WHERE code = %(code)s", state | {"code": code})
     if row is None:
         return None
+    statuses = compliance.compliance_statuses(connection(), state["as_of"], equipment_ids=[row["id"]])
+    row["checks"] = [{"check": s.check, "last_on": s.last_on, "due_on": s.due_on, "status": s.status}
+                     for s in statuses]
+    _set_inspection(row, next((s for s in statuses if s.check == PERIODIC_CHECK), None))
     ident = {"id": row["id"]}
     row["inspections"] = fetch_all(_INSPECTIONS_SQL, ident)
     row["maintenance"] = fetch_all(_MAINTENANCE_SQL, ident | {"limit": RECENT_MAINTENANCE})
@@ -198,6 +220,7 @@ def _detail_item(row: dict[str, Any]) -> dict[str, Any]:
     item = {name: row[name] for name in DETAIL_FIELDS}
     item["state"] = {"connection": row["connection"], "last_seen": row["last_seen"],
                      "offline_since": row["offline_since"], "last_values": row["last_values"]}
+    item["checks"] = row["checks"]
     item["inspections"] = row["inspections"]
     item["maintenance"] = row["maintenance"]
     item["alerts"] = {"open": row["open_alert_list"], "recent": row["recent_alerts"]}
