@@ -138,6 +138,7 @@ def main() -> int:
             reader.start()
             window: dict[str, tuple[float, float, dict[int, float]]] = {}
             marks = {"start": started + warmup, "end": started + seconds - 2}
+            terminated = False
             while simulator.poll() is None:
                 with contextlib.suppress(queue.Empty):
                     samples.append(counts.get(timeout=1))
@@ -147,7 +148,8 @@ def main() -> int:
                         pids = process_tree(simulator.pid)
                         window[name] = (now, cpu_seconds(broker.process.pid),  # type: ignore[union-attr]
                                         {pid: cpu_seconds(pid) for pid in pids})
-                if now - started > seconds + 120:
+                if now - started > seconds + 120 and not terminated:
+                    terminated = True  # once: a second SIGTERM would cut its clean stop short
                     simulator.send_signal(signal.SIGTERM)
             reader.join(timeout=10)
             # The subscriber reports once a second for as long as it runs: take what came, up to now.

@@ -6,7 +6,7 @@ import logging
 import signal
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,6 +38,12 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
         return None
 
 
+def database_today(conn: psycopg.Connection) -> date:
+    """The database's current date (its session time zone), the one the web pages judge due dates by."""
+    row = conn.execute("SELECT current_date AS today").fetchone()
+    return row["today"] if isinstance(row, dict) else row[0]
+
+
 def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
     rules = rules_from_config(config)
@@ -46,9 +52,12 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
         "presence": (lambda conn, now: mark_silent_offline(conn, now, silence), config.scheduler_interval_s),
         "fault_events": (process_fault_events, config.scheduler_interval_s),
         # Every check of issue 5's table: overdue alerts, resolutions and due-soon reminders.
-        "compliance": (lambda conn, now: scan_compliance(conn, now.date(), now, rules), config.compliance_interval_s),
+        # "Today" is the database's current_date, as on the web pages, so alerts and /compliance agree on what is
+        # overdue whatever the server's time zone.
+        "compliance": (lambda conn, now: scan_compliance(conn, database_today(conn), now, rules),
+                       config.compliance_interval_s),
         # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
-        "compliance_daily": (lambda conn, now: record_daily_figures(conn, now.date(), now=now), 3600.0),
+        "compliance_daily": (lambda conn, now: record_daily_figures(conn, database_today(conn), now=now), 3600.0),
     }
 
 

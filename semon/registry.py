@@ -7,8 +7,9 @@ from __future__ import annotations
 import calendar
 import csv
 import functools
+import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,34 +43,30 @@ RECORD_REQUIRED = ("code", "check", "date", "result")
 DEFECT_SEPARATOR = "; "
 # maintenance_records.kind of the TSG T5002 half-monthly visit (the records CSV calls it `maintenance`).
 MAINTENANCE_KIND = "routine"
-# TSG 21-2016: pressure vessels of safety grade 1-2 every 6 years (grade 3 is 3-6 years; the registry has no
-# grade yet, so the longer default applies), the first within 3 years of commissioning.
-PRESSURE_VESSEL_INSPECTION_MONTHS = 72
-PRESSURE_VESSEL_FIRST_INSPECTION_MONTHS = 36
-OLD_GOVERNOR_YEARS = 15
-
-
 @dataclass(frozen=True)
 class Check:
-    """A kind of record: the table it goes to, the equipment types it applies to, and its default interval."""
+    """A kind of record: the table it goes to and the equipment types that owe it."""
 
     table: str
     applies_to: tuple[str, ...]
-    months: int = 0
-    days: int = 0
 
 
-# The defaults of issue 5's rule table; `next_due` applies the exceptions (pressure vessels, old governors).
-CHECKS: dict[str, Check] = {
-    "periodic_inspection": Check("inspections", EQUIPMENT_TYPES, months=12),
-    "internal_inspection": Check("inspections", ("boiler",), months=24),
-    "governor_calibration": Check("inspections", ("elevator",), months=24),
-    "rescue_drill": Check("inspections", ("elevator", "escalator"), months=6),
-    "water_quality_test": Check("inspections", ("boiler",), months=3),
-    "safety_valve_calibration": Check("inspections", ("boiler", "pressure_vessel"), months=12),
-    "pressure_gauge_verification": Check("inspections", ("boiler", "pressure_vessel"), months=6),
-    "maintenance": Check("maintenance_records", ("elevator", "escalator"), days=15),
-}
+def _checks() -> dict[str, Check]:
+    # Which types owe which check is the compliance rule table's (models/compliance.py), not a second copy.
+    from models.compliance import RULE_TABLE
+
+    owed: dict[str, list[str]] = {}
+    for types, check, _ in RULE_TABLE:
+        owed.setdefault(check, []).extend(t for t in types if t not in owed.get(check, []))
+    order = ("periodic_inspection", "internal_inspection", "governor_calibration", "rescue_drill",
+             "water_quality_test", "safety_valve_calibration", "pressure_gauge_verification", "maintenance")
+    # The records CSV's documented order (docs/registry-csv.md), then any check the rule table gains later.
+    names = [c for c in order if c in owed] + [c for c in owed if c not in order]
+    return {check: Check("maintenance_records" if check == "maintenance" else "inspections", tuple(owed[check]))
+            for check in names}
+
+
+CHECKS: dict[str, Check] = _checks()
 
 
 class RegistryError(Exception):
@@ -117,33 +114,47 @@ def _date(text: str) -> date:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+_INT_MAX = 2**31 - 1  # the columns are PostgreSQL integers
+
+
 def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
         if value <= 0:
             raise ValueError(f"{text!r} must be greater than 0")
+        if kind is int and value > _INT_MAX:
+            raise ValueError(f"{text!r} is too large (at most {_INT_MAX})")
         return value
 
     return parse
 
 
-def next_due(check: str, equipment_type: str, performed_on: date, install_date: date | None = None,
-             inspection_months: int = 12) -> date:
-    """When the next record of `check` falls due after one performed on `performed_on`."""
-    rule = CHECKS[check]
+def rule_index(config: Mapping[str, Any] | None = None) -> dict[tuple[str, str], Any]:
+    """The compliance rules with config's intervals (the defaults when None), by (equipment type, check)."""
+    from models.compliance import rules_from_config
+
+    return {(r.equipment_type, r.check_name): r for r in rules_from_config(config)}
+
+
+def next_due(rules: Mapping[tuple[str, str], Any], check: str, equipment: Mapping[str, Any],
+             performed_on: date) -> date:
+    """When the next record of `check` falls due after one performed on `performed_on`: the compliance rules
+    (`rule_index`; safety grade 3 and old governors included), as the compliance status computes it."""
+    rule = rules[(equipment["type"], check)]
     if rule.days:
         return performed_on + timedelta(days=rule.days)
     months = rule.months
-    if check == "periodic_inspection":
-        months = PRESSURE_VESSEL_INSPECTION_MONTHS if equipment_type == "pressure_vessel" else inspection_months
-    elif check == "governor_calibration" and install_date is not None \
-            and add_months(install_date, 12 * OLD_GOVERNOR_YEARS) < performed_on:
-        # TSG T7001 2.9(4): a governor older than 15 years is calibrated yearly (the lift's age stands in
-        # for the governor's: the registry does not record governor replacements).
-        months = 12
+    if rule.grade3_months is not None and (equipment.get("safety_grade") or 0) >= 3:
+        months = rule.grade3_months
+    governor = equipment.get("governor_install_date") or equipment.get("install_date")
+    if rule.old_months is not None and rule.old_after_years is not None and governor is not None \
+            and add_months(governor, 12 * rule.old_after_years) < performed_on:
+        months = rule.old_months
     return add_months(performed_on, months)
 
 
@@ -447,7 +458,7 @@ def import_registry_csv(config: Config, path: Path) -> str:
     """Validate the file, then upsert districts, use units, firms, equipment and last inspections by code.
     Columns absent from the file are left as they are on equipment already registered."""
     rows = parse_registry_csv(path)
-    interval = config.inspection_interval_months
+    rules = rule_index(config)
     inspections = 0
     with connect(config.database_url) as conn, conn.transaction():
         refs = _references(conn, rows)
@@ -461,8 +472,7 @@ def import_registry_csv(config: Config, path: Path) -> str:
                        SELECT id, 'periodic_inspection', %s, %s FROM equipment WHERE code = %s
                        ON CONFLICT (equipment_id, kind, performed_on) DO NOTHING""",
                     [(v["last_inspection_on"],
-                      next_due("periodic_inspection", v["type"], v["last_inspection_on"], v.get("install_date"),
-                               interval),
+                      next_due(rules, "periodic_inspection", v, v["last_inspection_on"]),
                       v["code"]) for v in inspected])
                 inspections = cur.rowcount
     return f"{_summary(len(rows), 'equipment', outcomes)}; {inspections} inspection record(s) added"
@@ -701,7 +711,8 @@ def import_records_csv(config: Config, path: Path, today: date | None = None) ->
     rows = parse_records_csv(path, today)
     with connect(config.database_url) as conn, conn.transaction():
         equipment = {r["code"]: r for r in conn.execute(
-            "SELECT id, code, type, install_date FROM equipment WHERE code = ANY(%s)",
+            "SELECT id, code, type, install_date, safety_grade, governor_install_date FROM equipment "
+            "WHERE code = ANY(%s)",
             (sorted({r.code for r in rows}),))}
         problems = []
         for row in rows:
@@ -719,6 +730,7 @@ def import_records_csv(config: Config, path: Path, today: date | None = None) ->
         conn.execute("""CREATE TEMP TABLE record_import (
             tbl text, equipment_id integer, kind text, performed_on date, result text, next_due date,
             organisation text, person text, report_no text, defects text) ON COMMIT DROP""")
+        rules = rule_index(config)
         with conn.cursor().copy("COPY record_import FROM STDIN") as copy:
             for row in rows:
                 found = equipment[row.code]
@@ -726,8 +738,7 @@ def import_records_csv(config: Config, path: Path, today: date | None = None) ->
                 copy.write_row((
                     check.table, found["id"], MAINTENANCE_KIND if row.check == "maintenance" else row.check,
                     row.performed_on, row.result,
-                    next_due(row.check, found["type"], row.performed_on, found["install_date"],
-                             config.inspection_interval_months),
+                    next_due(rules, row.check, found, row.performed_on),
                     row.organisation, row.person, row.report_no, row.defects))
         inspections = conn.execute(_UPSERT_INSPECTIONS).fetchone()
         maintenance = conn.execute(_UPSERT_MAINTENANCE).fetchone()

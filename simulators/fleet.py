@@ -16,10 +16,9 @@ from models.compliance import Rule, rules_from_config
 from semon.registry import COLUMNS as REGISTRY_COLUMNS
 from semon.registry import (
     DEFECT_SEPARATOR,
-    PRESSURE_VESSEL_FIRST_INSPECTION_MONTHS,
-    PRESSURE_VESSEL_INSPECTION_MONTHS,
     RECORD_COLUMNS,
     add_months,
+    rule_index,
 )
 from semon.vocabulary import EQUIPMENT_TYPES
 from simulators.scenario import Scenario, Site, equipment_code
@@ -159,9 +158,11 @@ def build_fleet(scenario: Scenario, seed: int, today: date) -> list[Equipment]:
     return fleet
 
 
+_DEFAULT_RULES = rule_index()  # the default intervals, which `semon import-records` applies unless configured
+
+
 def _inspection_months(kind: str) -> int:
-    # The default intervals of `semon import-records` (inspection_interval_months is 12 by default).
-    return PRESSURE_VESSEL_INSPECTION_MONTHS if kind == "pressure_vessel" else 12
+    return _DEFAULT_RULES[(kind, "periodic_inspection")].months
 
 
 def _maintenance_overdue(scenario: Scenario, rng: random.Random) -> set[str]:
@@ -262,7 +263,7 @@ def _periodic_inspections(equipment: Equipment, commissioned: date, rng: random.
         dates.append(earlier)
     if equipment.type == "pressure_vessel":
         # TSG 21: the first inspection within 3 years of commissioning, even when the cycle is 6 years.
-        first = add_months(commissioned, PRESSURE_VESSEL_FIRST_INSPECTION_MONTHS)
+        first = add_months(commissioned, _DEFAULT_RULES[("pressure_vessel", "periodic_inspection")].first_months)
         if dates[-1] > first:
             dates.append(first - timedelta(days=rng.randint(5, 60)))
     records = []

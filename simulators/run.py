@@ -556,6 +556,8 @@ class _ShardRunner:
                 next_check = publisher.published + UNACKNOWLEDGED_CHECK_EVERY
                 while publisher.unacknowledged() > MAX_UNACKNOWLEDGED and not stop.wait(0.005):
                     elapsed = time.monotonic() - start.monotonic
+                    if elapsed >= end:
+                        return  # a stalled broker must not outlast --duration
                     if elapsed >= next_progress:
                         next_progress = self._report(elapsed, target)
             elapsed = time.monotonic() - start.monotonic

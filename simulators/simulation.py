@@ -88,9 +88,15 @@ class FleetSimulation:
         Each device reports every interval_s, the devices spread evenly over the interval so the broker
         sees a steady stream rather than a burst; a fault action comes before telemetry due at the same time.
         """
-        count = len(self.devices)
+        if not self.devices:
+            return  # only other shards' actions would come: nothing to yield, ever
+        # Offsets come from a device's place in the whole fleet, so its times (and so its messages) are the same
+        # however many processes share the fleet, and the shards' slots interleave instead of coinciding.
+        count = len(self.fleet_all)
+        place = {e.code: i for i, e in enumerate(self.fleet_all)}
         queue: list[tuple[float, int, int, int, Due]] = []
-        for index, code in enumerate(self.devices):
+        for code in self.devices:
+            index = place[code]
             queue.append((index / count * self.interval_s, 1, index, 0, Due(index / count * self.interval_s, code)))
         # The timeline is drawn over the whole fleet, so it is the same however the fleet is sharded; another
         # shard's actions are passed over below (filtering the endless timeline itself could wait forever).

@@ -115,3 +115,16 @@ def test_the_scheduler_runs_the_compliance_scan_in_place_of_the_inspection_scan(
     assert result.raised >= 1
     kinds = {a["kind"] for a in alerts(db, equipment_id=overdue)}
     assert "overdue:periodic_inspection" in kinds and "inspection_overdue" not in kinds
+
+
+def test_the_migration_renames_open_alerts_of_the_old_overdue_kind(db):
+    from semon.migrate import MIGRATIONS_DIR
+
+    eid = register_equipment(db, "EL-OLD")
+    db.execute("""INSERT INTO alerts (equipment_id, kind, source, severity, message, first_seen, last_seen, state)
+                  VALUES (%s, 'inspection_overdue', 'compliance', 'medium', 'old', now(), now(), 'open'),
+                         (%s, 'inspection_overdue', 'compliance', 'medium', 'older', now(), now(), 'resolved')""",
+               (eid, eid))
+    db.execute((MIGRATIONS_DIR / "0008_rename_overdue_alerts.sql").read_text())
+    kinds = {(r["state"], r["kind"]) for r in db.execute("SELECT state, kind FROM alerts")}
+    assert kinds == {("open", "overdue:periodic_inspection"), ("resolved", "inspection_overdue")}

@@ -22,11 +22,14 @@ from semon.registry import (
     import_registry_csv,
     next_due,
     parse_records_csv,
+    rule_index,
 )
 from simulators.fleet import build_fleet, equipment_records, records_path, write_registry_csv
 from simulators.scenario import load_scenario, scenario_names
 
 DAY = date(2026, 3, 15)
+
+RULES = rule_index()  # the default intervals
 
 
 def histories(scenario: str, seed: int, day: date) -> tuple[dict, dict[str, list]]:
@@ -38,7 +41,8 @@ def last_due(records: list, check: str, equipment) -> date | None:
     done = [r for r in records if r.check == check]
     if not done:
         return None
-    return next_due(check, equipment.type, max(r.date for r in done), equipment.install_date)
+    return next_due(RULES, check, {"type": equipment.type, "install_date": equipment.install_date},
+                    max(r.date for r in done))
 
 
 def test_the_scenarios_overdue_equipment_is_overdue_in_its_history_and_the_rest_is_in_date():
@@ -66,7 +70,7 @@ def test_the_scenarios_overdue_equipment_is_overdue_in_its_history_and_the_rest_
         assert max(r.date for r in inspections) == equipment.last_inspection_on
         # Every earlier inspection was in date: each one came before the previous one's due date.
         for before, after in zip(inspections, inspections[1:], strict=False):
-            assert after.date <= next_due("periodic_inspection", equipment.type, before.date)
+            assert after.date <= next_due(RULES, "periodic_inspection", {"type": equipment.type}, before.date)
         assert inspections[-1].result != "fail"
         visits = [r.date for r in records[code] if r.check == "maintenance"]
         assert all(0 < (b - a).days <= 15 for a, b in zip(visits, visits[1:], strict=False))
@@ -75,7 +79,7 @@ def test_the_scenarios_overdue_equipment_is_overdue_in_its_history_and_the_rest_
         if equipment.type == "boiler":
             internal = [r.date for r in records[code] if r.check == "internal_inspection"]
             assert internal[0] <= add_months(commissioned, 12)
-            assert next_due("internal_inspection", "boiler", internal[-1]) >= DAY
+            assert next_due(RULES, "internal_inspection", {"type": "boiler"}, internal[-1]) >= DAY
 
     every = [r for rs in records.values() for r in rs]
     assert {r.result for r in every} == {"pass", "pass_after_rectification", "fail"}
@@ -90,7 +94,8 @@ def test_the_scenarios_overdue_equipment_is_overdue_in_its_history_and_the_rest_
 def test_in_every_scenario_exactly_the_listed_equipment_is_overdue_for_inspection(name):
     scenario = load_scenario(name)
     fleet = build_fleet(scenario, 7, DAY)
-    overdue = {e.code for e in fleet if next_due("periodic_inspection", e.type, e.last_inspection_on) < DAY}
+    overdue = {e.code for e in fleet
+               if next_due(RULES, "periodic_inspection", {"type": e.type}, e.last_inspection_on) < DAY}
     assert overdue == set(scenario.overdue_inspection)
     assert all(e.install_date < e.commissioning_date < e.last_inspection_on for e in fleet)
 
@@ -101,7 +106,7 @@ def test_a_pressure_vessel_is_overdue_six_years_after_its_inspection_and_first_i
     for vessel in vessels:
         records = [r for r in equipment_records(vessel, DAY) if r.check == "periodic_inspection"]
         assert records[0].date <= add_months(vessel.commissioning_date, 36)
-        overdue = next_due("periodic_inspection", "pressure_vessel", records[-1].date) < DAY
+        overdue = next_due(RULES, "periodic_inspection", {"type": "pressure_vessel"}, records[-1].date) < DAY
         assert overdue == (vessel.code == "PV-BS-0010"), vessel.code
 
 
@@ -223,7 +228,18 @@ def test_imported_records_are_due_by_their_own_rules(config, db, tmp_path):
     ("pressure_gauge_verification", "boiler", None, date(2025, 8, 31), date(2026, 2, 28)),
 ])
 def test_next_due_dates(check, equipment_type, install, day, expected):
-    assert next_due(check, equipment_type, day, install) == expected
+    assert next_due(RULES, check, {"type": equipment_type, "install_date": install}, day) == expected
+
+
+def test_next_due_follows_the_safety_grade_the_governor_date_and_the_configured_intervals():
+    vessel = {"type": "pressure_vessel", "safety_grade": 3}
+    assert next_due(RULES, "periodic_inspection", vessel, date(2024, 5, 1)) == date(2027, 5, 1)
+    # A governor replaced in 2020 on a 2005 lift is not old: two-yearly, not yearly.
+    lift = {"type": "elevator", "install_date": date(2005, 1, 1), "governor_install_date": date(2020, 1, 1)}
+    assert next_due(RULES, "governor_calibration", lift, date(2026, 1, 1)) == date(2028, 1, 1)
+    boiler = {"type": "boiler"}
+    assert next_due(rule_index({"boiler_external_inspection_months": 6}), "periodic_inspection", boiler,
+                    date(2026, 1, 31)) == date(2026, 7, 31)
 
 
 def test_bad_rows_are_reported_with_line_column_and_reason_and_nothing_is_imported(config, db, tmp_path):

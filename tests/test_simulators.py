@@ -54,6 +54,32 @@ def simulate(seed: int, seconds: float, interval_s: float = 5.0, scenario: str =
     return messages
 
 
+def test_the_fleet_sends_the_same_messages_however_many_processes_share_it():
+    def run(shard: tuple[int, int]) -> list[tuple[str, bytes]]:
+        simulation = FleetSimulation(load_scenario("demo"), 7, 5.0, today=DAY, shard=shard)
+        sent = []
+        for due in simulation.schedule():
+            if due.at_s >= 600:
+                return sent
+            sent += [(m.topic, m.encode()) for m in simulation.messages(due, MORNING + timedelta(seconds=due.at_s))]
+        return sent
+
+    whole = run((0, 1))
+    parts = [run((k, 3)) for k in range(3)]
+    assert sorted(whole) == sorted(m for part in parts for m in part)
+    # Each shard sends its devices' messages in the order the whole fleet would.
+    for part in parts:
+        mine = {topic for topic, _ in part}
+        assert [m for m in whole if m[0] in mine] == part
+
+
+def test_an_empty_shard_yields_nothing_instead_of_waiting_forever():
+    scenario = load_scenario("demo")
+    simulation = FleetSimulation(scenario, 7, 5.0, today=DAY, shard=(0, 1))
+    n = len(simulation.fleet_all)
+    assert list(FleetSimulation(scenario, 7, 5.0, today=DAY, shard=(n, n + 1)).schedule()) == []
+
+
 @pytest.fixture(scope="module")
 def demo_hour() -> list[Message]:
     """One simulated hour of the demo fleet, every monitor reporting each 5 s."""

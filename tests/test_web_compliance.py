@@ -184,6 +184,8 @@ def test_due_summary(client, fleet):
 @pytest.mark.parametrize(("url", "message"), [
     ("/api/compliance/overdue-rate?group=city", "group must be one of district, type, overall, not 'city'"),
     ("/api/compliance/overdue-rate?as_of=yesterday", "as_of must be a date as YYYY-MM-DD, not 'yesterday'"),
+    ("/api/compliance/overdue-rate/history?to=0001-01-02",
+     "to must be between 1900-01-01 and 2999-12-31, not '0001-01-02'"),
     ("/api/compliance/coverage?group=firm", "group must be one of district, type, overall, not 'firm'"),
     ("/api/compliance/old-elevators?district=Atlantis", "no district named 'Atlantis'"),
     ("/api/compliance/overdue-rate/history?from=2026-06-10&to=2026-06-01",

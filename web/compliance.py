@@ -50,9 +50,12 @@ def _date(args: Mapping[str, str], name: str, default: dt.date) -> dt.date:
     if value is None:
         return default
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{name} must be a date as YYYY-MM-DD, not {value!r}") from None
+    if not 1900 <= day.year <= 2999:  # beyond, date arithmetic overflows and no record can exist
+        raise BadRequest(f"{name} must be between 1900-01-01 and 2999-12-31, not {value!r}")
+    return day
 
 
 def _clock() -> dict[str, Any]:

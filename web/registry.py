@@ -19,7 +19,6 @@ from semon.registry import (
     equipment_columns,
     type_problems,
     update,
-    upsert,
     validate_cells,
 )
 from semon.vocabulary import EQUIPMENT_STATUSES, EQUIPMENT_TYPES
@@ -183,10 +182,10 @@ def equipment_create() -> tuple[Response, int, dict[str, str]]:
     try:
         with conn.transaction():
             columns = equipment_columns(values, _references(values))
-            exists = conn.execute("SELECT 1 FROM equipment WHERE code = %s", (values["code"],)).fetchone()
-            if exists:
-                abort(409, description=f"equipment {values['code']!r} already exists; PUT or PATCH it instead")
-            upsert(conn, "equipment", "code", columns, stamp=True)
+            # A plain INSERT: of two simultaneous creates, the second gets the 409 below instead of overwriting.
+            names = list(columns)
+            conn.execute(f"INSERT INTO equipment ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+                         [columns[n] for n in names])
     except psycopg.errors.UniqueViolation:
         abort(409, description=f"equipment {values['code']!r} already exists")
     return _created(_equipment(values["code"]) or {}, "registry.equipment_item", code=values["code"])
