@@ -136,10 +136,12 @@ def _parse_status(payload: bytes) -> str:
 
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(payload.decode("utf-8"))  # orjson: a third of json's cost, on every message
-    except UnicodeDecodeError:
-        raise _Invalid("not_json", "payload is not UTF-8") from None
+        body = orjson.loads(payload)  # orjson: a third of json's cost, on every message; it checks UTF-8 itself
     except orjson.JSONDecodeError as exc:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Invalid("not_json", "payload is not UTF-8") from None
         raise _Invalid("not_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _Invalid("not_json", f"payload must be a JSON object, got {type(body).__name__}")

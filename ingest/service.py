@@ -15,10 +15,10 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest import paho_properties
 from ingest.messages import Parsed, Rejected, parse_message
 from ingest.metrics import IngestMetrics
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
+from semon import paho_properties
 from semon.config import Config, mqtt_address
 from semon.db import DatabaseUnavailable, connect, redact
 from semon.vocabulary import TOPIC_ROOT
@@ -123,8 +123,10 @@ class Ingester:
         # a batch bounds the buffer anyway: TCP back-pressure holds the rest in the broker.
         if not self._overflow_logged:
             self._overflow_logged = True
-            log.warning("the broker sent more than %d unacknowledged messages (our Receive Maximum); "
-                        "pausing reads while the buffer is full", self.window)
+            # Also after a reconnect: the old connection's messages are still written (not acknowledged) while
+            # the broker resends them. While paused no PINGREQ goes out; keepalive is 300 s.
+            log.warning("the buffer holds %d messages (the Receive Maximum); pausing reads until the writer "
+                        "has taken a batch (logged once; counted in semon_ingest_read_pauses_total)", self.window)
         self.metrics.read_pauses.inc()
         while self.buffer.qsize() >= self.window and not self.stopping.is_set():
             self._room.wait(0.5)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from ingest import paho_properties
+from semon import paho_properties
 from semon.config import mqtt_address
 from simulators.simulation import Message
 

@@ -15,7 +15,6 @@ import math
 import multiprocessing
 import os
 import queue
-import re
 import secrets
 import signal
 import threading
@@ -32,6 +31,7 @@ from simulators.fleet import build_fleet, write_registry_csv
 from simulators.publisher import Publisher
 from simulators.scenario import load_scenario
 from simulators.simulation import FleetSimulation
+from simulators.wear import seconds
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,6 @@ MAX_UNACKNOWLEDGED = 5000
 UNACKNOWLEDGED_CHECK_EVERY = 200
 # How long a stopping shard may take to say offline and hand in its totals before it is killed.
 SHARD_STOP_TIMEOUT_S = OFFLINE_ACK_TIMEOUT_S + 20.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhms]?)\s*$")
-_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
 
 
 class SimulationError(Exception):
@@ -122,11 +120,17 @@ class TimeMode:
 
 
 def parse_history(text: str) -> float:
-    """`--from` in seconds: a number with a unit d, h, m or s (30d, 12h, 90m, 45s)."""
-    match = _DURATION.match(text)
-    if not match or float(match[1]) <= 0:
+    """`--from` in seconds: a number of seconds, or with a unit w, d, h, m or s (30d, 12h, 90m), as in scenarios."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = seconds(text, "--from")
+        except ValueError:
+            value = math.nan
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{text!r} is not a duration like 30d, 12h, 90m or 45s")
-    return float(match[1]) * _UNIT_S[match[2]]
+    return value
 
 
 def default_processes(devices: int, interval_s: float, mode: TimeMode) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest import paho_properties
-from ingest.paho_properties import SharedTableProperties
+from semon import paho_properties
+from semon.paho_properties import SharedTableProperties
 
 
 def test_it_is_installed_where_paho_decodes_publish():
