@@ -29,6 +29,7 @@ if str(_HERE.parent) not in sys.path:
 import json  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
+import signal  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
@@ -113,7 +114,13 @@ def drain(settings: dict[str, str], stored: int, dead: int) -> float:
         ingester.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # SIGTERM must unwind like Ctrl-C so that the ingester and the broker are stopped and the database dropped.
+    signal.signal(signal.SIGTERM, _interrupt)
     good = int(os.environ.get("BENCH_FLOOD_MESSAGES", 100_000))
     per_device = max(1, good // DEVICES)
     good = per_device * DEVICES
