@@ -46,6 +46,16 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def write_mosquitto_conf(directory: Path, port: int) -> Path:
+    """Render the project's scripts/mosquitto.conf.in for a private broker on `port` keeping its data in
+    `directory`; returns the config file's path (the tests' brokers use it too)."""
+    template = (REPO / "scripts" / "mosquitto.conf.in").read_text()
+    conf = directory / "mosquitto.conf"
+    conf.write_text(template.replace("@PORT@", str(port)).replace("@DIR@", str(directory))
+                    .replace("@USER@", getpass.getuser()))
+    return conf
+
+
 class PrivateBroker:
     """Mosquitto with the project's own config (scripts/mosquitto.conf.in) on a free port in a temp dir."""
 
@@ -61,10 +71,7 @@ class PrivateBroker:
     def start(self) -> None:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("mosquitto is not installed: run the benchmark with `make bench`, which installs it")
-        template = (REPO / "scripts" / "mosquitto.conf.in").read_text()
-        conf = (template.replace("@PORT@", str(self.port)).replace("@DIR@", str(self.directory))
-                .replace("@USER@", getpass.getuser()))
-        (self.directory / "mosquitto.conf").write_text(conf)
+        write_mosquitto_conf(self.directory, self.port)
         self.process = subprocess.Popen(["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -58,11 +58,9 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        template = (REPO / "scripts" / "mosquitto.conf.in").read_text()
-        import getpass
-        conf = (template.replace("@PORT@", str(self.port)).replace("@DIR@", str(self.directory))
-                .replace("@USER@", getpass.getuser()))
-        (self.directory / "mosquitto.conf").write_text(conf)
+        from bench.services import write_mosquitto_conf
+
+        write_mosquitto_conf(self.directory, self.port)
         self.process = subprocess.Popen(["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
