@@ -71,10 +71,10 @@ r AS (
     FROM equipment e JOIN checks c ON c.type = e.type CROSS JOIN generate_series(0, %(per)s - 1) k)
 {insert}
 """
-_INSPECTIONS = """INSERT INTO inspections (equipment_id, kind, performed_on, result, next_due)
-SELECT id, check_name, on_day, result, on_day FROM r WHERE check_name <> 'maintenance'"""
-_MAINTENANCE = """INSERT INTO maintenance_records (equipment_id, performed_on, result, next_due)
-SELECT id, on_day, result, on_day FROM r WHERE check_name = 'maintenance'"""
+_INSPECTIONS = """INSERT INTO inspections (equipment_id, kind, performed_on, result)
+SELECT id, check_name, on_day, result FROM r WHERE check_name <> 'maintenance'"""
+_MAINTENANCE = """INSERT INTO maintenance_records (equipment_id, performed_on, result)
+SELECT id, on_day, result FROM r WHERE check_name = 'maintenance'"""
 
 
 def log(message: str) -> None:

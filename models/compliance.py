@@ -6,13 +6,17 @@ compliance_rules table so that the status is one SQL query (STATUS_SQL) that oth
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
+
+from alerts.routing import queue_sql
+from alerts.store import raise_alerts_from, resolve_alerts_absent
 
 STATUSES = ("ok", "due_soon", "overdue", "never_recorded")
 # Due-soon reminders go out this many days before the due date, each once per due date.
@@ -90,6 +94,51 @@ def rules_from_config(config: Mapping[str, Any] | None = None) -> tuple[Rule, ..
 
 
 _RULE_COLUMNS = tuple(f.name for f in fields(Rule))
+
+
+def rule_index(config: Mapping[str, Any] | None = None) -> dict[tuple[str, str], Rule]:
+    """The rules with config's intervals (the defaults when None), by (equipment type, check)."""
+    return {(r.equipment_type, r.check_name): r for r in rules_from_config(config)}
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, clamped to the month's end as PostgreSQL's date + interval is
+    (31 Jan + 1 month = 28/29 Feb)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def next_due(rules: Mapping[tuple[str, str], Rule], check: str, equipment: Mapping[str, Any],
+             performed_on: date | None, *, result: str = "pass", rectify_by: date | None = None,
+             monitor_online: bool = False) -> date | None:
+    """When `check` falls due after a record of `result` on `performed_on` (None: never recorded, counted from
+    commissioning, else installation): STATUS_SQL's due date, for code without a database (the simulators'
+    histories); tests/test_compliance.py holds the two to agreement. None when there is nothing to count from.
+
+    `equipment` gives type and, where the rule needs them, safety_grade, governor_install_date, install_date,
+    commissioning_date, on_demand_maintenance and maintenance_cycle_days; `monitor_online` says whether an
+    on-demand lift's monitor counts as online (docs/compliance.md)."""
+    rule = rules[(equipment["type"], check)]
+    months, days = rule.months, rule.days
+    governor = equipment.get("governor_install_date") or equipment.get("install_date")
+    if rule.grade3_months is not None and (equipment.get("safety_grade") or 0) >= 3:
+        months = rule.grade3_months
+    elif rule.old_months is not None and rule.old_after_years is not None and governor is not None \
+            and performed_on is not None and performed_on > add_months(governor, 12 * rule.old_after_years):
+        months = rule.old_months
+    if rule.on_demand and equipment.get("on_demand_maintenance") and equipment.get("maintenance_cycle_days") \
+            and monitor_online:
+        days = equipment["maintenance_cycle_days"]
+    if performed_on is None:
+        start = equipment.get("commissioning_date") or equipment.get("install_date")
+        if start is None:
+            return None
+        return add_months(start, rule.first_months or months) + timedelta(days=days)
+    due = add_months(performed_on, months) + timedelta(days=days)
+    if result == "fail":
+        return min(due, rectify_by or performed_on + timedelta(days=rule.rectification_days))
+    return due
 
 
 def sync_rules(conn: psycopg.Connection, rules: tuple[Rule, ...]) -> bool:
@@ -231,9 +280,8 @@ class ScanResult:
 
 
 # Set-based for the whole fleet: a first scan after importing 100,000 equipment opens tens of thousands of
-# alerts, and one raise_alert each took minutes. Same semantics as alerts.store: the partial unique index
-# alerts_one_open keeps one open alert per (equipment, kind), a check still overdue is not a new occurrence
-# (its count stays), and every change queues a notification for the firm and one for the use unit (使用单位).
+# alerts. alerts.store keeps one open alert per (equipment, kind); a check still overdue is not a new occurrence
+# (repeat=False: its count stays), and every change is queued for whom alerts/routing.py names.
 # The overdue set goes to an indexed temporary table: as a CTE its row estimate (hundreds for 100,000) led
 # the planner to a nested-loop anti join that ran for minutes.
 # The statuses are computed once per scan (compliance_scan) for both the alerts and the reminders.
@@ -243,35 +291,14 @@ CREATE TEMPORARY TABLE compliance_overdue ON COMMIT DROP AS
 SELECT equipment_id, '{ALERT_PREFIX}' || "check" AS kind, "check", due_on, last_on
 FROM compliance_scan WHERE status = 'overdue'
 """
-_ALERTS_SQL = f"""
-WITH raised AS (
-    INSERT INTO alerts (equipment_id, kind, source, severity, firm_id, message, detail, first_seen, last_seen)
-    SELECT d.equipment_id, d.kind, 'compliance', 'medium', e.firm_id,
-           replace(d."check", '_', ' ') || ' overdue since ' || to_char(d.due_on, 'YYYY-MM-DD'),
-           jsonb_build_object('check', d."check", 'due', to_char(d.due_on, 'YYYY-MM-DD'),
-                              'last', to_char(d.last_on, 'YYYY-MM-DD')),
-           %(now)s, %(now)s
-    FROM compliance_overdue d JOIN equipment e ON e.id = d.equipment_id
-    ON CONFLICT (equipment_id, kind) WHERE state <> 'resolved' DO NOTHING
-    RETURNING id, equipment_id, firm_id),
-resolved AS (
-    UPDATE alerts a SET state = 'resolved', resolved_at = %(now)s
-    WHERE a.source = 'compliance' AND a.kind LIKE '{ALERT_PREFIX}%%' AND a.state <> 'resolved'
-      AND NOT EXISTS (SELECT FROM compliance_overdue d WHERE d.equipment_id = a.equipment_id AND d.kind = a.kind)
-    RETURNING a.id, a.equipment_id, a.firm_id),
-changes AS (
-    SELECT id, equipment_id, firm_id, 'raised' AS event FROM raised
-    UNION ALL
-    SELECT id, equipment_id, firm_id, 'resolved' FROM resolved),
-queued AS (
-    INSERT INTO notifications (alert_id, firm_id, event, use_unit)
-    SELECT id, firm_id, event, NULL FROM changes
-    UNION ALL
-    SELECT c.id, NULL, c.event, e.use_unit FROM changes c JOIN equipment e ON e.id = c.equipment_id
-    WHERE e.use_unit <> '')
-SELECT (SELECT count(*) FROM compliance_overdue) AS overdue, (SELECT count(*) FROM raised) AS raised,
-       (SELECT count(*) FROM resolved) AS resolved
-"""
+SEVERITY = "medium"
+_OVERDUE_ALERTS = f"""
+SELECT equipment_id, kind, '{SEVERITY}' AS severity,
+       replace("check", '_', ' ') || ' overdue since ' || to_char(due_on, 'YYYY-MM-DD') AS message,
+       jsonb_build_object('check', "check", 'due', to_char(due_on, 'YYYY-MM-DD'),
+                          'last', to_char(last_on, 'YYYY-MM-DD')) AS detail,
+       %(now)s::timestamptz AS seen_at
+  FROM compliance_overdue"""
 
 
 # The most urgent reminder threshold reached: a job that first sees a check 5 days before its due date
@@ -290,12 +317,11 @@ added AS (
     SELECT equipment_id, "check", due_on, days_before, %(now)s FROM picked
     WHERE days_before IS NOT NULL
     ON CONFLICT DO NOTHING RETURNING id, equipment_id),
-queued AS (
-    INSERT INTO notifications (reminder_id, firm_id, event, use_unit, created_at, next_attempt_at)
-    SELECT a.id, e.firm_id, 'reminder', NULL, %(now)s, %(now)s FROM added a JOIN equipment e ON e.id = a.equipment_id
-    UNION ALL
-    SELECT a.id, NULL, 'reminder', e.use_unit, %(now)s, %(now)s FROM added a JOIN equipment e ON e.id = a.equipment_id
-    WHERE e.use_unit <> '')
+changes AS (
+    SELECT NULL::bigint AS alert_id, id AS reminder_id, equipment_id, 'reminder' AS event, NULL::text AS severity,
+           'compliance' AS source, %(now)s::timestamptz AS at
+      FROM added),
+queued AS ({queue_sql("changes")})
 SELECT count(*) AS n FROM added
 """
 
@@ -312,9 +338,11 @@ def scan_compliance(conn: psycopg.Connection, as_of: date, now: datetime,
         conn.execute(_OVERDUE_SQL)
         conn.execute("ALTER TABLE compliance_overdue ADD PRIMARY KEY (equipment_id, kind)")
         conn.execute("ANALYZE compliance_overdue")
-        counts = conn.execute(_ALERTS_SQL, {"now": now}).fetchone()
+        overdue = conn.execute("SELECT count(*) FROM compliance_overdue").fetchone()
+        raised = raise_alerts_from(conn, "compliance", _OVERDUE_ALERTS, {"now": now}, repeat=False, at=now).raised
+        resolved = resolve_alerts_absent(conn, "compliance", ALERT_PREFIX + "%", "SELECT * FROM compliance_overdue",
+                                         at=now)
         reminders = conn.execute(_REMINDERS_SQL, {"as_of": as_of, "now": now, "days": list(REMINDER_DAYS)}).fetchone()
-    overdue, raised, resolved = (counts["overdue"], counts["raised"], counts["resolved"]) \
-        if isinstance(counts, dict) else counts
+    overdue = overdue["count"] if isinstance(overdue, dict) else overdue[0]
     sent = reminders["n"] if isinstance(reminders, dict) else reminders[0]
     return ScanResult(overdue, raised, resolved, sent)

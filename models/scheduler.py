@@ -6,7 +6,7 @@ import logging
 import signal
 import zlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -14,7 +14,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from models.compliance import rules_from_config, scan_compliance
 from models.fault_events import process_fault_events
 from models.figures import record_daily_figures
-from models.presence import mark_silent_offline
+from models.presence import offline_after, presence_job
+from semon.clock import today
 from semon.config import Config
 from semon.db import DatabaseUnavailable, connect
 
@@ -38,26 +39,19 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
         return None
 
 
-def database_today(conn: psycopg.Connection) -> date:
-    """The database's current date (its session time zone), the one the web pages judge due dates by."""
-    row = conn.execute("SELECT current_date AS today").fetchone()
-    return row["today"] if isinstance(row, dict) else row[0]
-
-
 def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
     rules = rules_from_config(config)
-    silence = timedelta(seconds=config.heartbeat_interval_s * config.offline_after_missed_heartbeats)
+    silence = offline_after(config)
     return {
-        "presence": (lambda conn, now: mark_silent_offline(conn, now, silence), config.scheduler_interval_s),
+        "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
         "fault_events": (process_fault_events, config.scheduler_interval_s),
-        # Every check of issue 5's table: overdue alerts, resolutions and due-soon reminders.
-        # "Today" is the database's current_date, as on the web pages, so alerts and /compliance agree on what is
-        # overdue whatever the server's time zone.
-        "compliance": (lambda conn, now: scan_compliance(conn, database_today(conn), now, rules),
+        # Every check of the rule table (docs/compliance.md): overdue alerts, resolutions and due-soon reminders,
+        # judged on the same "today" as the web pages.
+        "compliance": (lambda conn, now: scan_compliance(conn, today(conn), now, rules),
                        config.compliance_interval_s),
         # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
-        "compliance_daily": (lambda conn, now: record_daily_figures(conn, database_today(conn), now=now), 3600.0),
+        "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn), now=now), 3600.0),
     }
 
 

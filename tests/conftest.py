@@ -10,7 +10,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,6 +27,8 @@ from semon.migrate import migrate
 REPO = Path(__file__).resolve().parent.parent
 # Reference data that migrations seed; everything else is emptied between tests.
 KEEP_TABLES = {"fault_codes", "schema_migrations"}
+# Seeded by migrations too, but tests change them: emptied and seeded again as the migrations left them.
+RESEEDED_TABLES = ("alert_routes",)
 
 
 def free_port() -> int:
@@ -108,6 +112,9 @@ def db_url(base_config: Config) -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 - any failure here means no server to test against
         pytest.fail(f"no TimescaleDB to test against ({exc}); run the tests with `make test`")
     migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in RESEEDED_TABLES:
+            conn.execute(f"CREATE TABLE seed_{table} AS SELECT * FROM {table}")
     yield url
     drop_database(base_config.database_url, name)
 
@@ -117,9 +124,13 @@ def db(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test database, emptied of everything but reference data."""
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         tables = [r["tablename"] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") if r["tablename"] not in KEEP_TABLES]
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            if r["tablename"] not in KEEP_TABLES and not r["tablename"].startswith("seed_")]
         if tables:
             conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
+        for table in RESEEDED_TABLES:
+            conn.execute(f"INSERT INTO {table} SELECT * FROM seed_{table}")
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
         yield conn
 
 
@@ -133,17 +144,27 @@ def config(base_config: Config, db_url: str, broker: Broker, db) -> Config:
 
 
 def register_equipment(conn: psycopg.Connection, code: str, equipment_type: str = "elevator", *,
-                       district: str = "Xuhui District", firm: str = "Shenghui Elevator Service",
-                       status: str = "in_use", install_date: str | None = "2015-06-01") -> int:
-    """Insert one equipment (with its district and firm) and return its id."""
+                       district: str = "Xuhui District", firm: str | None = "Shenghui Elevator Service",
+                       use_unit: str | None = None, status: str = "in_use",
+                       install_date: str | date | None = "2015-06-01", **columns: Any) -> int:
+    """Insert one equipment with its district, firm and use unit (created when new) and return its id; any other
+    equipment column can be given by name (address, safety_grade, rated_pressure_mpa, ...)."""
     district_id = conn.execute("INSERT INTO districts (name) VALUES (%s) ON CONFLICT (name) DO UPDATE "
                                "SET name = EXCLUDED.name RETURNING id", (district,)).fetchone()["id"]
-    firm_id = conn.execute("INSERT INTO maintenance_firms (name, phone) VALUES (%s, '021-5555') ON CONFLICT (name) "
-                           "DO UPDATE SET name = EXCLUDED.name RETURNING id", (firm,)).fetchone()["id"]
-    return conn.execute("""INSERT INTO equipment (code, type, district_id, firm_id, status, install_date,
-                                                  rated_speed_mps, floors)
-                           VALUES (%s, %s, %s, %s, %s, %s, 1.75, 18) RETURNING id""",
-                        (code, equipment_type, district_id, firm_id, status, install_date)).fetchone()["id"]
+    firm_id = use_unit_id = None
+    if firm is not None:
+        firm_id = conn.execute("INSERT INTO maintenance_firms (name, phone) VALUES (%s, '021-5555') "
+                               "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+                               (firm,)).fetchone()["id"]
+    if use_unit is not None:
+        use_unit_id = conn.execute("INSERT INTO use_units (name) VALUES (%s) ON CONFLICT (name) DO UPDATE "
+                                   "SET name = EXCLUDED.name RETURNING id", (use_unit,)).fetchone()["id"]
+    values = {"code": code, "type": equipment_type, "district_id": district_id, "firm_id": firm_id,
+              "use_unit": use_unit or "", "use_unit_id": use_unit_id, "status": status, "install_date": install_date,
+              "rated_speed_mps": 1.75 if equipment_type == "elevator" else None,
+              "floors": 18 if equipment_type == "elevator" else None} | columns
+    return conn.execute(f"INSERT INTO equipment ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})"
+                        " RETURNING id", list(values.values())).fetchone()["id"]
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ def cdb(db):
 
 def record(db, eid: int, check: str, on: str | date, result: str = "pass", rectify_by: str | None = None) -> None:
     if check == "maintenance":
-        db.execute("""INSERT INTO maintenance_records (equipment_id, performed_on, next_due, result, rectify_by)
-                      VALUES (%s, %s, %s, %s, %s)""", (eid, on, on, result, rectify_by))
+        db.execute("""INSERT INTO maintenance_records (equipment_id, performed_on, result, rectify_by)
+                      VALUES (%s, %s, %s, %s)""", (eid, on, result, rectify_by))
     else:
-        db.execute("""INSERT INTO inspections (equipment_id, kind, performed_on, next_due, result, rectify_by)
-                      VALUES (%s, %s, %s, %s, %s, %s)""", (eid, check, on, on, result, rectify_by))
+        db.execute("""INSERT INTO inspections (equipment_id, kind, performed_on, result, rectify_by)
+                      VALUES (%s, %s, %s, %s, %s)""", (eid, check, on, result, rectify_by))
 
 
 def status(db, eid: int, check: str, as_of: date = AS_OF) -> CheckStatus:
@@ -243,8 +243,7 @@ def alerts(db):
 
 
 def test_one_alert_per_overdue_check_routed_to_firm_and_use_unit_and_resolved_by_a_record(cdb):
-    eid = register_equipment(cdb, "EL-AL", install_date="2020-01-01")
-    cdb.execute("UPDATE equipment SET use_unit = 'Xuhui Garden Property' WHERE id = %s", (eid,))
+    eid = register_equipment(cdb, "EL-AL", install_date="2020-01-01", use_unit="Xuhui Garden Property")
     suspended = register_equipment(cdb, "EL-AS", status="suspended")
     record(cdb, eid, "periodic_inspection", "2025-11-01")   # overdue since 2026-11-01
     record(cdb, eid, "maintenance", "2026-11-15")           # in date
@@ -258,10 +257,11 @@ def test_one_alert_per_overdue_check_routed_to_firm_and_use_unit_and_resolved_by
     assert (alert["equipment_id"], alert["kind"], alert["source"], alert["count"]) == \
         (eid, "overdue:periodic_inspection", "compliance", 1)
     assert alert["message"] == "periodic inspection overdue since 2026-11-01"
-    sent = cdb.execute("SELECT event, firm_id IS NOT NULL AS firm, use_unit FROM notifications "
-                       "WHERE alert_id IS NOT NULL ORDER BY id").fetchall()
-    assert [(n["event"], n["firm"], n["use_unit"]) for n in sent] == \
-        [("raised", True, None), ("raised", False, "Xuhui Garden Property")]
+    sent = cdb.execute("SELECT n.event, n.recipient, f.name AS firm, u.name AS use_unit FROM notifications n"
+                       " LEFT JOIN maintenance_firms f ON f.id = n.firm_id LEFT JOIN use_units u ON u.id = n.use_unit_id"
+                       " WHERE alert_id IS NOT NULL ORDER BY n.recipient").fetchall()
+    assert [(n["event"], n["recipient"], n["firm"], n["use_unit"]) for n in sent] == \
+        [("raised", "firm", "Shenghui Elevator Service", None), ("raised", "use_unit", None, "Xuhui Garden Property")]
     record(cdb, eid, "periodic_inspection", "2026-11-20")
     done = scan_compliance(cdb, AS_OF, NOW + timedelta(minutes=2))
     assert (done.overdue, done.resolved) == (0, 1)
@@ -283,8 +283,7 @@ def reminders(db) -> list[tuple[str, int]]:
 
 
 def test_due_soon_reminders_at_30_7_and_1_days_each_once(cdb):
-    eid = register_equipment(cdb, "EL-R", install_date="2020-01-01")
-    cdb.execute("UPDATE equipment SET use_unit = 'Tower B' WHERE id = %s", (eid,))
+    eid = register_equipment(cdb, "EL-R", install_date="2020-01-01", use_unit="Tower B")
     due = date(2027, 1, 31)
     record(cdb, eid, "periodic_inspection", "2026-01-31")   # due 2027-01-31
     for check in ("maintenance", "governor_calibration", "rescue_drill"):
@@ -351,3 +350,43 @@ def test_rules_follow_the_settings():
     assert rules[("boiler", "water_quality_test")].months == 1
     assert rules[("elevator", "maintenance")].on_demand and rules[("elevator", "maintenance")].due_soon_days == 3
     assert len(rules) == 15
+
+
+def test_the_python_due_date_agrees_with_the_status_query_on_every_rule(cdb):
+    """models.compliance.next_due (used where there is no database) and STATUS_SQL are one rule: random records
+    of every (type, check), failed or not, with and without rectify_by, old governors, grade-3 vessels, on-demand
+    lifts online and offline, and checks never recorded."""
+    import random
+
+    from models.compliance import next_due, rule_index
+
+    rng = random.Random(20261201)
+    rules = rule_index()
+    cases = []
+    for n in range(400):
+        equipment_type, check = rng.choice(sorted(rules))
+        install = date(1995, 1, 1) + timedelta(days=rng.randint(0, 11000))
+        fields = {"type": equipment_type, "install_date": install,
+                  "commissioning_date": rng.choice([None, install + timedelta(days=rng.randint(0, 90))]),
+                  "safety_grade": rng.choice([None, 1, 2, 3, 4]) if equipment_type == "pressure_vessel" else None,
+                  "governor_install_date": rng.choice([None, install + timedelta(days=rng.randint(0, 5000))])
+                  if equipment_type == "elevator" else None,
+                  "on_demand_maintenance": rng.random() < 0.5 and equipment_type in ("elevator", "escalator"),
+                  "maintenance_cycle_days": rng.choice([None, 30, 45])
+                  if equipment_type in ("elevator", "escalator") else None}
+        online = rng.random() < 0.5
+        eid = register_equipment(cdb, f"EQ-{n}", equipment_type, install_date=install,
+                                 **{k: v for k, v in fields.items() if k not in ("type", "install_date")})
+        cdb.execute("INSERT INTO equipment_state (equipment_id, status, last_seen) VALUES (%s, %s, %s)",
+                    (eid, "online" if online else "offline", NOW))
+        performed = rectify_by = None
+        result = rng.choice(["pass", "pass_after_rectification", "fail"])
+        if rng.random() < 0.85:
+            performed = install + timedelta(days=rng.randint(0, (AS_OF - install).days))
+            rectify_by = rng.choice([None, performed + timedelta(days=rng.randint(0, 90))]) if result == "fail" else None
+            record(cdb, eid, check, performed, result, rectify_by)
+        cases.append((eid, check, fields, performed, result, rectify_by, online))
+    for eid, check, fields, performed, result, rectify_by, online in cases:
+        expected = next_due(rules, check, fields, performed, result=result, rectify_by=rectify_by,
+                            monitor_online=online)
+        assert status(cdb, eid, check).due_on == expected, (check, fields, performed, result, rectify_by, online)

@@ -35,11 +35,11 @@ def checks_of(db: psycopg.Connection, equipment_type: str) -> list[str]:
 
 def record(db: psycopg.Connection, eid: int, check: str, on: date, result: str = "pass") -> None:
     if check == "maintenance":
-        db.execute("INSERT INTO maintenance_records (equipment_id, performed_on, next_due, result)"
-                   " VALUES (%s, %s, %s, %s)", (eid, on, on + timedelta(days=15), result))
+        db.execute("INSERT INTO maintenance_records (equipment_id, performed_on, result)"
+                   " VALUES (%s, %s, %s)", (eid, on, result))
     else:
-        db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, next_due, result)"
-                   " VALUES (%s, %s, %s, %s, %s)", (eid, check, on, on + timedelta(days=365), result))
+        db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, result)"
+                   " VALUES (%s, %s, %s, %s)", (eid, check, on, result))
 
 
 def in_date(db: psycopg.Connection, eid: int, equipment_type: str, *, skip: tuple[str, ...] = ()) -> None:
