@@ -102,18 +102,27 @@ def test_equipment_silent_for_three_heartbeats_is_marked_offline(db):
     assert mark_silent_offline(db, NOW, timedelta(seconds=180)) == 0
 
 
-def test_the_scheduler_runs_the_compliance_scan_in_place_of_the_inspection_scan(config, db):
+def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
     from models.scheduler import job_table
 
+    now = datetime.now(UTC)
     jobs = job_table(config)
-    assert "compliance" in jobs and "overdue_inspections" not in jobs
+    assert set(jobs) == {"presence", "fault_events", "compliance", "compliance_daily"}
     overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
-    db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, '2025-11-01')", (overdue,))
-    job, _ = jobs["compliance"]
-    result = run_locked(config, "compliance", job, NOW)
-    assert result.raised >= 1
-    kinds = {a["kind"] for a in alerts(db, equipment_id=overdue)}
-    assert "overdue:periodic_inspection" in kinds and "inspection_overdue" not in kinds
+    db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, current_date - 400)", (overdue,))
+    silent = register_equipment(db, "EL-C2")
+    db.execute("INSERT INTO equipment_state (equipment_id, status, last_seen) VALUES (%s, 'online', %s)",
+               (silent, now - timedelta(hours=1)))
+    add_event(db, overdue, "entrapment", "raised", now - timedelta(minutes=2), 1, received=now - timedelta(minutes=1))
+    results = {name: run_locked(config, name, job, now) for name, (job, _) in jobs.items()}
+    assert results["fault_events"] == 1
+    assert results["presence"] == (1, 1, 0)  # marked offline, its offline alert opened
+    assert results["compliance"].raised >= 1
+    assert results["compliance_daily"] == 1  # one (district, type) group
+    kinds = {(a["equipment_id"], a["kind"], a["source"]) for a in alerts(db)}
+    assert {(overdue, "entrapment", "device"), (overdue, "overdue:periodic_inspection", "compliance"),
+            (silent, "offline", "presence")} <= kinds
+    assert db.execute("SELECT in_use FROM compliance_daily WHERE day = current_date").fetchone()["in_use"] == 2
 
 
 def test_the_migration_renames_open_alerts_of_the_old_overdue_kind(db):

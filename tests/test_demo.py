@@ -53,7 +53,8 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
         wait_until(lambda: any(h["kind"] == "overdue:periodic_inspection"
                                for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
                    timeout=60, message="an overdue periodic inspection among the open hazards")
-        wait_until(lambda: any(h["source"] == "device" for h in (get_json(f"{base}/api/hazards") or {})["items"]),
+        wait_until(lambda: any(h["source"] == "device"
+                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
                    timeout=90, message="a device-reported fault as an open hazard")
     finally:
         demo.send_signal(signal.SIGINT)

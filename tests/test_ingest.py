@@ -106,3 +106,29 @@ def test_it_redelivers_what_was_not_committed_after_a_restart(db, config, publis
                    message="all 50 queued messages")
     finally:
         second.stop()
+
+
+def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_stored(db, config, publisher):
+    """The parser accepts a NUL character in a string, PostgreSQL's jsonb does not: the writer falls back to one
+    message at a time, so the batch's other messages are stored and the refused one is kept with the reason."""
+    register_equipment(db, "EL-0006")
+    first = Ingester(config)
+    first.start()
+    assert first.wait_connected(10)
+    first.stop()
+    topic = "sem/v1/elevator/EL-0006/telemetry"
+    for seq in range(20):  # queued in the session while no ingester runs: they arrive as one batch
+        extra = {"note": "door\u0000sensor"} if seq == 7 else {}
+        publisher.publish(topic, {"ts": TS, "seq": seq, "floor": seq % 10} | extra)
+    second = Ingester(config)
+    second.start()
+    try:
+        dead = wait_until(lambda: db.execute("SELECT payload, reason FROM dead_letter").fetchone(), timeout=15,
+                          message="the refused message kept as a dead letter")
+        wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator") == 19, timeout=15,
+                   message="the other 19 messages of the batch")
+    finally:
+        second.stop()
+    assert dead["reason"].startswith("database refused the values")
+    assert b'"seq":7' in bytes(dead["payload"]).replace(b" ", b"")
+    assert count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 7") == 0
