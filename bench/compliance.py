@@ -1,4 +1,4 @@
-"""Benchmark: the compliance status of 100,000 equipment with 1,000,000 records (issue 5; target under 2 s).
+"""Benchmark: the compliance status of 100,000 equipment with 1,000,000 records (target under 2 s).
 
 A fresh database: mixed equipment (elevators, escalators, boilers, pressure vessels) in 16 districts and 200
 firms, registered with generate_series, and 10 records each (inspections and maintenance visits) spread

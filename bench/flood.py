@@ -1,4 +1,4 @@
-"""Does a flood of bad messages slow the good ones by more than it costs to store them? (issue 3)
+"""Does a flood of bad messages slow the good ones by more than it costs to store them?
 
 Two drains of the ingester's persistent session, each timed from the ingester's "connected" line to the
 moment its metrics show everything stored:

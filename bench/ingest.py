@@ -1,4 +1,4 @@
-"""Ingest benchmark (issue 3): drain and live throughput, publish-to-commit latency, loss, duplicates, memory.
+"""Ingest benchmark: drain and live throughput, publish-to-commit latency, loss, duplicates, memory.
 
     make bench                        # starts TimescaleDB and installs Mosquitto if needed, then runs this
     .venv/bin/python bench/ingest.py  # when TimescaleDB is up and mosquitto is installed
@@ -66,7 +66,7 @@ TOPIC_FILTER = "sem/v1/#"
 PROGRESS_EVERY_S = 5.0
 STALL_TIMEOUT_S = 60.0  # no progress for this long is a failure, however long the whole wait is
 PROFILE_DIR = _HERE / "profiles"
-# Figures the issue asks for.
+# The headline figures (bench/RESULTS.md).
 TARGET_DRAIN_PER_S = 25_000
 TARGET_DRAIN_RATIO = 0.60
 TARGET_P99_MS_AT_2000 = 300
@@ -683,7 +683,7 @@ def main() -> int:
     results["seconds"] = round(time.monotonic() - started)
     for target, met in results["targets"].items():
         log(f"target {target}: {'met' if met else 'MISSED'}")
-    # The issue's figures first, then the context that explains them.
+    # The headline figures first, then the context that explains them.
     headline = ["drain_per_s", "bare_subscriber_per_s", "drain_ratio",
                 *(f"live_{r}" for r in settings.live_rates), "lost", "duplicated", "ingester_peak_rss_mb"]
     ordered = {key: results[key] for key in headline if key in results}

@@ -1,4 +1,4 @@
-"""Simulator benchmark (issue 4): does `semon simulate --scenario load` sustain 2,000 messages/s?
+"""Simulator benchmark: does `semon simulate --scenario load` sustain 2,000 messages/s?
 
     make bench-simulate                 # installs mosquitto if needed, then runs this
     .venv/bin/python bench/simulate.py  # when mosquitto is installed

@@ -54,7 +54,7 @@ class Rule:
     rectification_days: int = 30
 
 
-# Issue 5's table. Each entry: equipment types, check, then the setting that holds each interval, so that
+# The rule table (docs/compliance.md). Each entry: equipment types, check, then the setting that holds each interval, so that
 # every interval is editable in config.yaml (TSG T7001, T5002, TSG 11-2020, TSG 21-2016; docs/compliance.md).
 RULE_TABLE: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
     (("elevator", "escalator"), "periodic_inspection", {"months": "inspection_interval_months"}),

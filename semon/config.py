@@ -117,7 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_positive_float),
     Setting("inspection_interval_months", 12,
             "periodic inspection interval of elevators and escalators (TSG T7001: yearly)", _parse_positive_int),
-    # Issue 5's compliance rules (models/compliance.py, docs/compliance.md): every interval is a setting.
+    # The compliance rules (models/compliance.py, docs/compliance.md): every interval is a setting.
     Setting("compliance_due_soon_days", 30, "a check falls due soon this many days before its due date",
             _parse_positive_int),
     Setting("compliance_rectification_days", 30,

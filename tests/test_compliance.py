@@ -49,7 +49,7 @@ def update(db, eid: int, **columns) -> None:
     db.execute(f"UPDATE equipment SET {sets} WHERE id = %(id)s", {**columns, "id": eid})
 
 
-# Every row of issue 5's table: the check, one record, and the due date it gives.
+# Every row of the rule table (docs/compliance.md): the check, one record, and the due date it gives.
 @pytest.mark.parametrize(("equipment_type", "check", "performed", "due"), [
     ("elevator", "periodic_inspection", "2026-03-10", "2027-03-10"),
     ("escalator", "periodic_inspection", "2026-03-10", "2027-03-10"),

@@ -376,7 +376,7 @@ def test_counters_never_decrease_and_values_stay_physical_while_wear_and_faults_
             assert values == sorted(values), (code, counter)
 
 
-# The issue's sudden faults, as the evaluation scenario schedules them, each checked on its telemetry.
+# The sudden faults the evaluation scenario injects (its ground-truth labels), as the evaluation scenario schedules them, each checked on its telemetry.
 ISSUE_SUDDEN_FAULTS = {
     "elevator": {"entrapment", "stop_outside_door_zone", "door_open_failure", "door_close_failure",
                  "door_open_while_moving", "overspeed", "overtravel_top", "overtravel_bottom",
@@ -410,7 +410,7 @@ def evaluation_faults() -> tuple[FleetSimulation, dict[str, list[tuple[float, Me
     return simulation, sent
 
 
-def test_the_evaluation_scenario_covers_every_sudden_fault_of_the_issue_and_every_wear_kind():
+def test_the_evaluation_scenario_covers_every_sudden_fault_and_every_wear_kind():
     scenario = load_scenario("evaluation")
     codes = scenario.equipment_codes()
     scheduled = {(codes[f.equipment], f.fault) for f in scenario.faults}

@@ -58,7 +58,7 @@ CREATE TABLE maintenance_records (
     UNIQUE (equipment_id, kind, performed_on)
 );
 
--- Fault codes are data: a new code is a new row (DESIGN.md).
+-- Fault codes are data: a new code is a new row (docs/mqtt.md).
 CREATE TABLE fault_codes (
     name            text PRIMARY KEY,
     gbt_code        integer UNIQUE,           -- GB/T 24476-2017 number, where the standard gives one

@@ -1,4 +1,4 @@
--- The starting set of fault codes (DESIGN.md); numbers from GB/T 24476-2017 where it gives one.
+-- The starting set of fault codes (docs/mqtt.md); numbers from GB/T 24476-2017 where it gives one.
 INSERT INTO fault_codes (name, gbt_code, severity, equipment_types, description) VALUES
     ('safety_circuit_open',     1,    'high',     '{elevator,escalator}', 'safety circuit open'),
     ('door_close_failure',      2,    'medium',   '{elevator}', 'door fails to close'),

@@ -1,4 +1,4 @@
--- Registry records (issue 5): who did each inspection or maintenance visit, what they found, and when the
+-- Registry records (docs/registry-csv.md): who did each inspection or maintenance visit, what they found, and when the
 -- equipment was put into service (the first pressure-vessel and boiler-internal inspections count from it).
 ALTER TABLE equipment ADD COLUMN commissioning_date date;
 

@@ -1,6 +1,6 @@
--- Compliance (issue 5): what the rules need from the registry and the records, the rule table itself, and
+-- Compliance (docs/compliance.md): what the rules need from the registry and the records, the rule table itself, and
 -- due-soon reminders. The rule table's rows are written from config by models/compliance.sync_rules; the
--- defaults seeded here are the issue's, so a database nobody has synced yet still answers.
+-- defaults seeded here are config.yaml's, so a database nobody has synced yet still answers.
 
 -- TSG 21-2016: the periodic interval of a pressure vessel depends on its safety grade (1-5).
 ALTER TABLE equipment

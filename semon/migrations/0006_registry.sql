@@ -1,4 +1,4 @@
--- A complete registry (issue 5): use units (使用单位) as entities, contacts for firms and districts, and the
+-- A complete registry (docs/registry-csv.md): use units (使用单位) as entities, contacts for firms and districts, and the
 -- equipment's subtype, maker and model, and the monitor fitted to it.
 
 CREATE TABLE use_units (

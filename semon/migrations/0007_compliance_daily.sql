@@ -1,4 +1,4 @@
--- The regulator's figures as a daily history (issue 5): one row per day, district and equipment type.
+-- The regulator's figures as a daily history (docs/compliance-figures.md): one row per day, district and equipment type.
 -- Kept rather than recomputed because statuses and records change: a past day's overdue rate must stay what it
 -- was that day, so that its trend can be shown. models/figures.py fills it; re-running a day replaces that day.
 CREATE TABLE compliance_daily (
