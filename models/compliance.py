@@ -54,8 +54,8 @@ class Rule:
     rectification_days: int = 30
 
 
-# The rule table (docs/compliance.md). Each entry: equipment types, check, then the setting that holds each interval, so that
-# every interval is editable in config.yaml (TSG T7001, T5002, TSG 11-2020, TSG 21-2016; docs/compliance.md).
+# The rule table (docs/compliance.md). Each entry: equipment types, check, then the setting that holds each
+# interval, so that every interval is editable in config.yaml (TSG T7001, T5002, TSG 11-2020, TSG 21-2016).
 RULE_TABLE: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
     (("elevator", "escalator"), "periodic_inspection", {"months": "inspection_interval_months"}),
     (("elevator", "escalator"), "maintenance", {"days": "maintenance_interval_days", "on_demand": "",

@@ -376,8 +376,8 @@ def test_counters_never_decrease_and_values_stay_physical_while_wear_and_faults_
             assert values == sorted(values), (code, counter)
 
 
-# The sudden faults the evaluation scenario injects (its ground-truth labels), as the evaluation scenario schedules them, each checked on its telemetry.
-ISSUE_SUDDEN_FAULTS = {
+# The sudden faults the evaluation scenario injects (its ground-truth labels), each checked on its telemetry.
+SUDDEN_FAULTS = {
     "elevator": {"entrapment", "stop_outside_door_zone", "door_open_failure", "door_close_failure",
                  "door_open_while_moving", "overspeed", "overtravel_top", "overtravel_bottom",
                  "safety_circuit_open", "power_failure", "repeated_door_reopen"},
@@ -414,7 +414,7 @@ def test_the_evaluation_scenario_covers_every_sudden_fault_and_every_wear_kind()
     scenario = load_scenario("evaluation")
     codes = scenario.equipment_codes()
     scheduled = {(codes[f.equipment], f.fault) for f in scenario.faults}
-    assert {(t, f) for t, faults in ISSUE_SUDDEN_FAULTS.items() for f in faults} <= scheduled
+    assert {(t, f) for t, faults in SUDDEN_FAULTS.items() for f in faults} <= scheduled
     assert {(codes[w.equipment], w.kind) for w in scenario.wear} == {
         (t, k) for t, kinds in WEAR_KINDS.items() for k in kinds}
     # A scripted month: every wear episode ends (its fault raised) within a 30-day backfill.
