@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from semon.vocabulary import CHANNELS, CODE_PATTERN, EQUIPMENT_TYPES, TELEMETRY_FIELDS, TOPIC_ROOT, Field
+from semon.vocabulary import CHANNELS, CODE_PATTERN, EQUIPMENT_TYPES, TELEMETRY_FIELDS, TOPIC_ROOT, TelemetryField
 
 # A monitor clock a day ahead is broken, not skewed; its rows would sit in the future forever.
 MAX_FUTURE = timedelta(days=1)
@@ -172,7 +172,7 @@ def _parse_ts(raw: Any, now: datetime) -> datetime:
     return ts
 
 
-def _check(field: Field, value: Any) -> Any:
+def _check(field: TelemetryField, value: Any) -> Any:
     kind = field.kind
     if kind == "bool":
         if type(value) is bool:

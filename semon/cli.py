@@ -148,7 +148,9 @@ def registry_import(ctx: _Context, kind: str, csv_file: Path) -> None:
 def _registry_import(ctx: _Context, kind: str, csv_file: Path) -> None:
     """Import one registry CSV; each bad row goes to stderr as FILE:line N: ..., and the exit status is 1."""
     from semon.migrate import migrate as run_migrations
-    from semon.registry import ENTITIES, RegistryError, import_entity_csv, import_records_csv, import_registry_csv
+    from semon.registry.csvfiles import RegistryError
+    from semon.registry.fields import ENTITIES
+    from semon.registry.importer import import_entity_csv, import_records_csv, import_registry_csv
 
     run_migrations(ctx.config.database_url)
     try:
@@ -172,7 +174,7 @@ def _registry_import(ctx: _Context, kind: str, csv_file: Path) -> None:
 def registry_export(ctx: _Context, kind: str, csv_file: Path | None) -> None:
     """Write KIND as CSV in its import format to CSV_FILE, or to standard output."""
     from semon.migrate import migrate as run_migrations
-    from semon.registry import export_csv
+    from semon.registry.exporter import export_csv
 
     run_migrations(ctx.config.database_url)
     if csv_file is None:

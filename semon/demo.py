@@ -12,7 +12,7 @@ from pathlib import Path
 from semon.config import Config
 from semon.db import connect, redact
 from semon.migrate import migrate
-from semon.registry import import_records_csv, import_registry_csv
+from semon.registry.importer import import_records_csv, import_registry_csv
 
 PARTS = ("ingest", "scheduler", "web", "simulate")
 STATUS_EVERY_S = 30

@@ -16,6 +16,14 @@ ALERT_STATES = ("open", "acknowledged", "resolved")
 INSPECTION_RESULTS = ("pass", "pass_after_rectification", "fail")
 EQUIPMENT_STATUSES = ("in_use", "suspended", "scrapped")
 
+# The status of one check an equipment owes, as of a day (docs/compliance.md).
+COMPLIANCE_STATUSES = ("ok", "due_soon", "overdue", "never_recorded")
+# The equipment list's periodic-inspection status: the compliance status of that check, with never_recorded read
+# as no_record and equipment not in use (which owes no check) as not_required (docs/compliance.md).
+INSPECTION_STATUSES = ("ok", "due_soon", "overdue", "no_record", "not_required")
+# Whether an equipment's monitor is reporting (models/presence.py decides).
+CONNECTION_STATES = ("online", "offline", "no_data")
+
 ELEVATOR_MODES = ("normal", "inspection", "maintenance", "fire_return", "firefighter",
                   "emergency_power", "earthquake", "out_of_service")
 DIRECTIONS = ("up", "down", "stop")
@@ -24,7 +32,7 @@ BURNER_STATES = ("off", "low", "high")
 
 
 @dataclass(frozen=True)
-class Field:
+class TelemetryField:
     """A typed telemetry field; `kind` is float, int, bool or enum (with `choices`)."""
 
     name: str
@@ -36,12 +44,12 @@ class Field:
         return {"float": "double precision", "int": "bigint", "bool": "boolean", "enum": "text"}[self.kind]
 
 
-def _fields(*specs: tuple) -> tuple[Field, ...]:
-    return tuple(Field(*spec) for spec in specs)
+def _fields(*specs: tuple) -> tuple[TelemetryField, ...]:
+    return tuple(TelemetryField(*spec) for spec in specs)
 
 
-# The contract's telemetry fields per type (DESIGN.md); each is a column of telemetry_<type>.
-TELEMETRY_FIELDS: dict[str, tuple[Field, ...]] = {
+# The contract's telemetry fields per type (docs/mqtt.md); each is a column of telemetry_<type>.
+TELEMETRY_FIELDS: dict[str, tuple[TelemetryField, ...]] = {
     "elevator": _fields(
         ("floor", "int"), ("direction", "enum", DIRECTIONS), ("speed_mps", "float"),
         ("door", "enum", DOOR_STATES), ("door_zone", "bool"), ("load_pct", "float"),

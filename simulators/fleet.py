@@ -10,16 +10,11 @@ from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 
-from models.compliance import Rule, rules_from_config
+from models.compliance import Rule, add_months, next_due, rule_index, rules_from_config
 
 # The column order `semon import-equipment` reads; an empty cell means "not given".
-from semon.registry import COLUMNS as REGISTRY_COLUMNS
-from semon.registry import (
-    DEFECT_SEPARATOR,
-    RECORD_COLUMNS,
-    add_months,
-    rule_index,
-)
+from semon.registry.fields import COLUMNS as REGISTRY_COLUMNS
+from semon.registry.fields import DEFECT_SEPARATOR, RECORD_COLUMNS
 from semon.vocabulary import EQUIPMENT_TYPES
 from simulators.scenario import Scenario, Site, equipment_code
 
@@ -316,16 +311,17 @@ def _rules() -> tuple[Rule, ...]:
 
 
 def _due(rule: Rule, equipment: Equipment, day: date) -> date:
-    """When the check done on `day` falls due again (STATUS_SQL's interval for a passed check)."""
-    return add_months(day, _months(rule, equipment, day)) + timedelta(days=rule.days)
+    """When the check passed on `day` falls due again: the compliance rules' due date (models.compliance)."""
+    due = next_due(_DEFAULT_RULES, rule.check_name, {"type": equipment.type, "install_date": equipment.install_date,
+                                                     "commissioning_date": equipment.commissioning_date}, day)
+    assert due is not None
+    return due
 
 
 def _months(rule: Rule, equipment: Equipment, day: date) -> int:
-    # A governor older than old_after_years (its age is the elevator's here) is calibrated more often.
-    if rule.old_months is not None and rule.old_after_years is not None \
-            and day > add_months(equipment.install_date, 12 * rule.old_after_years):
-        return rule.old_months
-    return rule.months
+    """The interval in months that applies to a check passed on `day` (an old governor's is shorter)."""
+    due = _due(rule, equipment, day) - timedelta(days=rule.days)
+    return (due.year - day.year) * 12 + due.month - day.month
 
 
 def _other_checks(equipment: Equipment, rule: Rule, commissioned: date, today: date,

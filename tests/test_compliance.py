@@ -383,7 +383,8 @@ def test_the_python_due_date_agrees_with_the_status_query_on_every_rule(cdb):
         result = rng.choice(["pass", "pass_after_rectification", "fail"])
         if rng.random() < 0.85:
             performed = install + timedelta(days=rng.randint(0, (AS_OF - install).days))
-            rectify_by = rng.choice([None, performed + timedelta(days=rng.randint(0, 90))]) if result == "fail" else None
+            if result == "fail":
+                rectify_by = rng.choice([None, performed + timedelta(days=rng.randint(0, 90))])
             record(cdb, eid, check, performed, result, rectify_by)
         cases.append((eid, check, fields, performed, result, rectify_by, online))
     for eid, check, fields, performed, result, rectify_by, online in cases:

@@ -8,7 +8,7 @@ import threading
 from ingest.service import Ingester
 from models.fault_events import SETTLE, process_fault_events
 from models.scheduler import run_locked
-from semon.registry import import_registry_csv
+from semon.registry.importer import import_registry_csv
 from simulators.run import run_simulation, write_scenario_registry
 from tests.conftest import wait_until
 from tests.mqtt_helpers import Publisher

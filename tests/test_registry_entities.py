@@ -12,17 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from semon.registry import (
-    DISTRICTS,
-    EQUIPMENT_COLUMNS,
-    FIRMS,
-    USE_UNITS,
-    RegistryError,
-    export_csv,
-    import_entity_csv,
-    import_records_csv,
-    import_registry_csv,
-)
+from semon.registry.csvfiles import RegistryError
+from semon.registry.exporter import export_csv
+from semon.registry.fields import DISTRICTS, EQUIPMENT_COLUMNS, FIRMS, USE_UNITS
+from semon.registry.importer import import_entity_csv, import_records_csv, import_registry_csv, parse_registry_csv
 
 EQUIPMENT = [
     ",".join(EQUIPMENT_COLUMNS),
@@ -41,13 +34,14 @@ FIRMS_CSV = [
 DISTRICTS_CSV = ["name,admin_code,authority,phone,email",
                  "Xuhui District,310104,Xuhui Market Supervision Bureau,021-64870000,",
                  "Minhang District,310112,,,"]
-USE_UNITS_CSV = ["name,address,contact_person,contact_phone,credit_code",
-                 "Block 3 Owners,1 Tianyaoqiao Rd,Li Na,13900139000,91310104MA1FL0XX1X",
-                 "Dye Works,9 Hongqiao Rd,Chen Jie,021-7777,"]
-RECORDS_CSV = ["code,check,date,result,organisation,person,report_number,defects",
-               "EL-0001,maintenance,2026-11-10,pass,Shenghui Lifts,Sun Hao,WB-1,",
-               "EL-0001,periodic_inspection,2025-03-01,pass_after_rectification,Institute,Liu Yang,DJ-1,door gap",
-               "PV-0001,safety_valve_calibration,2026-01-05,pass,Institute,Liu Yang,AF-1,"]
+USE_UNITS_CSV = ["name,address,contact_person,contact_phone,credit_code,email",
+                 "Block 3 Owners,1 Tianyaoqiao Rd,Li Na,13900139000,91310104MA1FL0XX1X,safety@block3.example",
+                 "Dye Works,9 Hongqiao Rd,Chen Jie,021-7777,,"]
+RECORDS_CSV = ["code,check,date,result,organisation,person,report_number,defects,rectify_by",
+               "EL-0001,maintenance,2026-11-10,pass,Shenghui Lifts,Sun Hao,WB-1,,",
+               "EL-0001,periodic_inspection,2025-03-01,pass_after_rectification,Institute,Liu Yang,DJ-1,door gap,",
+               "PV-0001,safety_valve_calibration,2026-01-05,pass,Institute,Liu Yang,AF-1,,",
+               "PV-0001,periodic_inspection,2026-11-02,fail,Institute,Liu Yang,DJ-2,shell corroded,2026-12-15"]
 
 
 def write(tmp_path: Path, name: str, lines: list[str]) -> Path:
@@ -88,7 +82,7 @@ def test_every_entity_imports_and_reimporting_changes_nothing(config, db, tmp_pa
     again = import_all(config, tmp_path)
     assert again[:3] == [s.replace("2 new", "0 new").replace("0 unchanged", "2 unchanged") for s in first[:3]]
     assert again[3] == "3 equipment: 0 new, 0 updated, 3 unchanged; 0 inspection record(s) added"
-    assert again[4].endswith("0 new, 0 updated, 3 unchanged")
+    assert again[4].endswith("0 new, 0 updated, 4 unchanged")
     assert {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in before} == before
 
 
@@ -103,13 +97,15 @@ def test_export_then_import_round_trips(config, db, tmp_path):
     assert equipment[0] == ",".join(EQUIPMENT_COLUMNS)
     assert equipment[1] == ('BL-0001,boiler,Minhang District,"9 Hongqiao Rd, boiler house",Dye Works,Heat Safe Co,'
                             "021-6666,2019-10-10,suspended,,,,1.25,4.5,,,hot_water,,,,,,false,,")
-    assert "EL-0001,maintenance,2026-11-10,pass,Shenghui Lifts,Sun Hao,WB-1," in exported["records"].splitlines()
+    records = exported["records"].splitlines()
+    assert records[0] == RECORDS_CSV[0] and set(RECORDS_CSV[1:]) < set(records)
     assert exported["firms"].splitlines()[1] == 'Heat Safe Co,021-6666,,Zhao Min,,"1 Jinke Rd, Pudong",'
+    assert exported["use_units"].splitlines() == USE_UNITS_CSV
     before = db.execute("SELECT * FROM equipment ORDER BY code").fetchall()
     paths = {what: write(tmp_path, f"export-{what}.csv", text.splitlines()) for what, text in exported.items()}
     assert import_registry_csv(config, paths["equipment"]).startswith("3 equipment: 0 new, 0 updated, 3 unchanged")
     assert import_records_csv(config, paths["records"], today=date(2026, 11, 20)).endswith(
-        "0 new, 0 updated, 5 unchanged")
+        "0 new, 0 updated, 6 unchanged")
     for entity in (FIRMS, DISTRICTS, USE_UNITS):
         assert import_entity_csv(config, entity, paths[entity.name]).endswith("0 new, 0 updated, 2 unchanged")
     assert db.execute("SELECT * FROM equipment ORDER BY code").fetchall() == before
@@ -155,8 +151,6 @@ def test_bad_equipment_rows_are_each_reported_and_nothing_is_imported(config, db
 
 
 def test_equipment_fields_that_do_not_fit_the_type_are_reported(tmp_path):
-    from semon.registry import parse_registry_csv
-
     path = write(tmp_path, "equipment.csv", [
         EQUIPMENT[0],
         "EL-0002,elevator,Xuhui District,,,,,,,,,,,,,,steam,,,,,,,,",
@@ -186,7 +180,9 @@ def test_equipment_fields_that_do_not_fit_the_type_are_reported(tmp_path):
       "(18 digits or capitals)",
       f"line 3: column contact_phone: '{'9' * 41}' is not a phone number (digits, spaces, + ( ) - / , # *)"]),
     (USE_UNITS, ["name,colour", "Dye Works,red"],
-     ["line 1: unknown column 'colour' (expected: name,address,contact_person,contact_phone,credit_code)"]),
+     ["line 1: unknown column 'colour' (expected: name,address,contact_person,contact_phone,credit_code,email)"]),
+    (USE_UNITS, ["name,email", "Dye Works,works at example.com"],
+     ["line 2: column email: 'works at example.com' is not an e-mail address"]),
     (FIRMS, ["duty_phone", "021-1"],
      ["line 1: missing column 'name' (expected: name,duty_phone,email,contact_person,contact_phone,address,"
       "licence_no)"]),

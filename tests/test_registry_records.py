@@ -4,6 +4,7 @@ reported, nothing half-imported, re-import changes nothing)."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -13,17 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from models.compliance import compliance_statuses, rules_from_config, scan_compliance
-from semon.registry import (
-    RECORD_COLUMNS,
-    RegistryError,
-    add_months,
-    import_records_csv,
-    import_registry_csv,
-    next_due,
-    parse_records_csv,
-    rule_index,
-)
+from models.compliance import add_months, compliance_statuses, next_due, rule_index, rules_from_config, scan_compliance
+from semon.registry.csvfiles import RegistryError
+from semon.registry.exporter import export_csv
+from semon.registry.fields import RECORD_COLUMNS
+from semon.registry.importer import import_records_csv, import_registry_csv, parse_records_csv
 from simulators.fleet import build_fleet, equipment_records, records_path, write_registry_csv
 from simulators.scenario import load_scenario, scenario_names
 
@@ -123,10 +118,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 STORED = """
 SELECT e.code, i.kind AS check, i.performed_on AS date, i.result, i.organisation, i.person,
-       i.report_no AS report_number, i.defects, i.next_due
+       i.report_no AS report_number, i.defects, i.rectify_by
 FROM inspections i JOIN equipment e ON e.id = i.equipment_id
 UNION ALL
-SELECT e.code, 'maintenance', m.performed_on, m.result, m.organisation, m.person, m.report_no, m.defects, m.next_due
+SELECT e.code, 'maintenance', m.performed_on, m.result, m.organisation, m.person, m.report_no, m.defects,
+       m.rectify_by
 FROM maintenance_records m JOIN equipment e ON e.id = m.equipment_id
 ORDER BY 1, 3, 2
 """
@@ -145,7 +141,7 @@ def test_records_round_trip_through_the_import_and_drive_the_overdue_scan(config
     assert f"{len(rows) - equipment} new, {equipment} updated, 0 unchanged" in summary
 
     stored = db.execute(STORED).fetchall()
-    as_csv = sorted(tuple(str(r[c]) if c == "date" else r[c] for c in RECORD_COLUMNS) for r in stored)
+    as_csv = sorted(tuple("" if r[c] is None else str(r[c]) for c in RECORD_COLUMNS) for r in stored)
     assert as_csv == sorted(tuple(r[c] for c in RECORD_COLUMNS) for r in rows)
     firms = db.execute("""SELECT count(*) FILTER (WHERE m.firm_id = e.firm_id) AS own, count(*) AS n
                           FROM maintenance_records m JOIN equipment e ON e.id = m.equipment_id""").fetchone()
@@ -178,7 +174,8 @@ def test_reimporting_the_same_records_changes_nothing(config, db, tmp_path):
     assert db.execute(STORED).fetchall() == before
 
 
-HEADER = ",".join(RECORD_COLUMNS)
+# The first version's columns: files without rectify_by still import.
+HEADER = ",".join(c for c in RECORD_COLUMNS if c != "rectify_by")
 
 
 def write(tmp_path: Path, *lines: str, header: str = HEADER) -> Path:
@@ -203,16 +200,24 @@ GOOD = [
 ]
 
 
+def due_dates(db, as_of: date = DAY) -> dict[tuple[str, str], date]:
+    """The compliance status's due date of each check with a record (docs/compliance.md)."""
+    return {(s.code, s.check): s.due_on for s in compliance_statuses(db, as_of) if s.last_on is not None}
+
+
 def test_imported_records_are_due_by_their_own_rules(config, db, tmp_path):
     register(config, tmp_path)
     summary = import_records_csv(config, write(tmp_path, *GOOD))
     assert summary == "4 records (3 inspections and tests, 1 maintenance visits): 4 new, 0 updated, 0 unchanged"
-    due = {(r["code"], r["check"]): (r["next_due"], r["defects"]) for r in db.execute(STORED)}
-    assert due == {
-        ("EL-1", "periodic_inspection"): (date(2026, 5, 6), ""),
-        ("EL-1", "maintenance"): (date(2025, 6, 4), "brake lining worn"),
-        ("EL-1", "governor_calibration"): (date(2026, 5, 6), ""),  # the lift is over 15 years old: yearly
-        ("BL-1", "internal_inspection"): (date(2026, 11, 2), "scale over 1 mm; gauge fouled"),
+    assert {(r["code"], r["check"]): r["defects"] for r in db.execute(STORED)} == {
+        ("EL-1", "periodic_inspection"): "", ("EL-1", "maintenance"): "brake lining worn",
+        ("EL-1", "governor_calibration"): "", ("BL-1", "internal_inspection"): "scale over 1 mm; gauge fouled"}
+    assert due_dates(db) == {
+        ("EL-1", "periodic_inspection"): date(2026, 5, 6),
+        ("EL-1", "maintenance"): date(2025, 6, 4),
+        ("EL-1", "governor_calibration"): date(2026, 5, 6),  # the lift is over 15 years old: yearly
+        # Failed, with no deadline given: the default rectification period (compliance_rectification_days).
+        ("BL-1", "internal_inspection"): date(2024, 12, 2),
     }
     visit = db.execute("SELECT kind, firm_id FROM maintenance_records").fetchone()
     assert visit["kind"] == "routine" and visit["firm_id"] is not None
@@ -277,12 +282,53 @@ def test_bad_rows_are_reported_with_line_column_and_reason_and_nothing_is_import
     assert db.execute("SELECT count(*) AS n FROM maintenance_records").fetchone()["n"] == 0
 
 
+RECTIFY_HEADER = HEADER + ",rectify_by"
+
+
+def test_a_failed_record_is_due_by_its_rectification_deadline_which_round_trips(config, db, tmp_path):
+    register(config, tmp_path)
+    failed = GOOD[3] + ",2024-11-20"
+    assert import_records_csv(config, write(tmp_path, GOOD[0] + ",", failed, header=RECTIFY_HEADER)).endswith(
+        ": 2 new, 0 updated, 0 unchanged")
+    stored = {r["check"]: r["rectify_by"] for r in db.execute(STORED)}
+    assert stored == {"periodic_inspection": None, "internal_inspection": date(2024, 11, 20)}
+    assert due_dates(db)[("BL-1", "internal_inspection")] == date(2024, 11, 20)
+
+    out = io.StringIO()
+    assert export_csv(config, "records", out) == 2
+    exported = out.getvalue().splitlines()
+    assert exported[0] == ",".join(RECORD_COLUMNS) and failed in exported
+    path = tmp_path / "exported.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    assert import_records_csv(config, path).endswith(": 0 new, 0 updated, 2 unchanged")
+    # A file without the column leaves the deadline as it is; an empty cell clears it.
+    assert import_records_csv(config, write(tmp_path, GOOD[3])).endswith(": 0 new, 0 updated, 1 unchanged")
+    assert due_dates(db)[("BL-1", "internal_inspection")] == date(2024, 11, 20)
+    assert import_records_csv(config, write(tmp_path, GOOD[3] + ",", header=RECTIFY_HEADER)).endswith(
+        ": 0 new, 1 updated, 0 unchanged")
+    assert due_dates(db)[("BL-1", "internal_inspection")] == date(2024, 12, 2)
+
+
+def test_rectify_by_is_only_for_a_failed_record_and_not_before_it(config, db, tmp_path):
+    register(config, tmp_path)
+    path = write(tmp_path, GOOD[0] + ",2025-06-01", GOOD[3] + ",2024-11-01", GOOD[3].replace("NJ-1", "NJ-2")
+                 .replace("2024-11-02", "2024-11-03") + ",soon", header=RECTIFY_HEADER)
+    with pytest.raises(RegistryError) as failure:
+        import_records_csv(config, path)
+    assert failure.value.problems == [
+        "line 2: column rectify_by: applies only when the result is fail, not pass",
+        "line 3: column rectify_by: 2024-11-01 is before the record's date 2024-11-02",
+        "line 4: column rectify_by: 'soon' is not a date (YYYY-MM-DD)",
+    ]
+    assert db.execute("SELECT count(*) AS n FROM inspections").fetchone()["n"] == 0
+
+
 def test_a_wrong_records_header_is_reported(tmp_path):
     with pytest.raises(RegistryError) as failure:
         parse_records_csv(write(tmp_path, "EL-1,x,2025-01-01,pass", header="code,kind,date,result"))
     assert failure.value.problems == [
-        f"line 1: missing column 'check' (expected: {HEADER})",
-        f"line 1: unknown column 'kind' (expected: {HEADER})",
+        f"line 1: missing column 'check' (expected: {','.join(RECORD_COLUMNS)})",
+        f"line 1: unknown column 'kind' (expected: {','.join(RECORD_COLUMNS)})",
     ]
 
 
@@ -317,7 +363,7 @@ def test_the_generated_records_file_passes_its_own_validation(tmp_path):
     rows = parse_records_csv(records, today=DAY)
     by_check = defaultdict(int)
     for row in rows:
-        by_check[row.check] += 1
+        by_check[row.values["check"]] += 1
     # Every check some equipment owes (models/compliance.py) has a history.
     assert set(by_check) == {rule.check_name for rule in rules_from_config()}
     assert by_check["maintenance"] > by_check["periodic_inspection"]

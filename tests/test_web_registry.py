@@ -31,7 +31,8 @@ def fleet(client: FlaskClient) -> None:
                                          "contact_person": "Wang Lei", "email": "duty@shenghui.example"}), 201)
     ok(client.post(f"{API}/firms", json={"name": "Heat Safe Co"}), 201)
     ok(client.post(f"{API}/use-units", json={"name": "Block 3 Owners", "contact_person": "Li Na",
-                                             "contact_phone": "13800138000"}), 201)
+                                             "contact_phone": "13800138000", "email": "safety@block3.example"}),
+       201)
     ok(client.post(f"{API}/use-units", json={"name": "Dye Works"}), 201)
     for item in (
         {"code": "EL-1", "type": "elevator", "subtype": "traction", "district": "徐汇区", "address": "1 Tianyao Rd",
@@ -96,7 +97,8 @@ def test_entities_list_and_item(client, fleet):
     assert [d["name"] for d in ok(client.get(f"{API}/districts?q=徐汇"))["items"]] == ["徐汇区"]
     assert ok(client.get(f"{API}/districts/徐汇区"))["admin_code"] == "310104"
     unit = ok(client.get(f"{API}/use-units/Block 3 Owners"))
-    assert (unit["contact_person"], unit["contact_phone"], unit["equipment_count"]) == ("Li Na", "13800138000", 1)
+    assert (unit["contact_person"], unit["contact_phone"], unit["email"], unit["equipment_count"]) == (
+        "Li Na", "13800138000", "safety@block3.example", 1)
     assert error(client.get(f"{API}/use-units/Nobody"), 404)["status"] == 404
     assert error(client.get(f"{API}/widgets"), 404)["status"] == 404
 
@@ -133,6 +135,8 @@ def test_update_entities(client, fleet):
     assert (firm["duty_phone"], firm["licence_no"]) == ("400-820-1234", "TS3331")
     district = ok(client.put(f"{API}/districts/徐汇区", json={"name": "徐汇区", "phone": "021-64870000"}))
     assert (district["admin_code"], district["phone"]) == ("", "021-64870000")
+    unit = ok(client.patch(f"{API}/use-units/Dye Works", json={"email": "boiler@dyeworks.example"}))
+    assert (unit["name"], unit["email"]) == ("Dye Works", "boiler@dyeworks.example")
     assert error(client.patch(f"{API}/use-units/Nobody", json={"address": "x"}), 404)["status"] == 404
 
 
@@ -177,6 +181,7 @@ def test_update_entities(client, fleet):
     ("firms", {"duty_phone": "021-1234"}, "name", "is required"),
     ("districts", {"name": "X", "admin_code": "31A"}, "admin_code", "is not a six-digit division code"),
     ("use-units", {"name": "X", "credit_code": "123"}, "credit_code", "is not a unified social credit code"),
+    ("use-units", {"name": "X", "email": "nobody"}, "email", "is not an e-mail address"),
     ("use-units", {"name": "x" * 201}, "name", "is longer than 200 characters"),
 ])
 def test_create_rejects_bad_fields_naming_them(client, fleet, path, body, field, reason):
