@@ -258,7 +258,8 @@ def test_one_alert_per_overdue_check_routed_to_firm_and_use_unit_and_resolved_by
         (eid, "overdue:periodic_inspection", "compliance", 1)
     assert alert["message"] == "periodic inspection overdue since 2026-11-01"
     sent = cdb.execute("SELECT n.event, n.recipient, f.name AS firm, u.name AS use_unit FROM notifications n"
-                       " LEFT JOIN maintenance_firms f ON f.id = n.firm_id LEFT JOIN use_units u ON u.id = n.use_unit_id"
+                       " LEFT JOIN maintenance_firms f ON f.id = n.firm_id"
+                       " LEFT JOIN use_units u ON u.id = n.use_unit_id"
                        " WHERE alert_id IS NOT NULL ORDER BY n.recipient").fetchall()
     assert [(n["event"], n["recipient"], n["firm"], n["use_unit"]) for n in sent] == \
         [("raised", "firm", "Shenghui Elevator Service", None), ("raised", "use_unit", None, "Xuhui Garden Property")]
