@@ -17,8 +17,9 @@ from psycopg.rows import tuple_row
 
 from alerts.routing import queue_sql
 from alerts.store import raise_alerts_from, resolve_alerts_absent
+from semon.vocabulary import COMPLIANCE_STATUSES
 
-STATUSES = ("ok", "due_soon", "overdue", "never_recorded")
+STATUSES = COMPLIANCE_STATUSES  # ok, due_soon, overdue, never_recorded (docs/compliance.md)
 # Due-soon reminders go out this many days before the due date, each once per due date.
 REMINDER_DAYS = (30, 7, 1)
 ALERT_PREFIX = "overdue:"

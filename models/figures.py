@@ -1,8 +1,10 @@
-"""The regulator's figures: overdue rate, remote-monitoring coverage, old elevators, and the planning lists.
+"""The regulator's figures: overdue rate, remote-monitoring coverage, old elevators, and the planning lists
+(docs/compliance-figures.md).
 
 Everything is aggregated in SQL over models.compliance.STATUS_SQL (one row per equipment and check), so a
 figure over 100,000 equipment costs one pass of the status query. Only in-use equipment counts: suspended and
-scrapped equipment owe no checks and are left out of both sides of every rate.
+scrapped equipment owe no checks and are left out of both sides of every rate. Every figure and list takes a
+scope (semon/scope.py) and counts only the equipment it lets through; Scope.everything() adds nothing to the SQL.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from models.compliance import STATUS_SQL, STATUSES
-from semon.vocabulary import EQUIPMENT_TYPES
+from models.compliance import STATUS_SQL
+from semon.scope import Scope, equipment_condition
+from semon.vocabulary import COMPLIANCE_STATUSES, EQUIPMENT_TYPES
 
 # Regulators count an elevator as a candidate for an old-elevator safety assessment after 15 years in service.
 OLD_ELEVATOR_YEARS = 15
-# "A monitor that reported in the last 24 h" (issue 5): a day's silence is a monitor out of service.
+# "A monitor that reported in the last 24 h" (docs/compliance-figures.md): a day's silence is a monitor out of
+# service.
 COVERAGE_WINDOW = timedelta(hours=24)
 # What inspection planning looks at by default; never-recorded checks can be asked for explicitly.
 PLANNING_STATUSES = ("overdue", "due_soon")
@@ -38,6 +42,10 @@ _LIVE = "checks AS (" + STATUS_SQL.strip().rstrip(";") + ")"
 _SNAPSHOT_TABLE = "compliance_figures_snapshot"
 _SNAPSHOT = f"checks AS (SELECT * FROM pg_temp.{_SNAPSHOT_TABLE})"
 _CHECKS = "{checks}"
+# Where a scope narrows a query: on the rows of an alias with district_id and firm_id (equipment e, checks c,
+# compliance_daily h); replaced by nothing for everything.
+_SCOPE_ALIASES = ("e", "c", "h")
+_EVERYTHING = Scope.everything()
 
 # One row per in-use equipment: whether any of its checks is overdue (the equipment is then overdue) or was
 # never recorded. Equipment with no applicable check at all is in use and not overdue.
@@ -57,7 +65,7 @@ SELECT GROUPING(d.name) AS no_district, GROUPING(e.type) AS no_type, d.name AS d
   FROM equipment e
   JOIN districts d ON d.id = e.district_id
   LEFT JOIN flags f ON f.equipment_id = e.id
- WHERE e.status = 'in_use'
+ WHERE e.status = 'in_use'{scope:e}
  GROUP BY GROUPING SETS ((d.name), (e.type), ())
 """
 
@@ -68,7 +76,7 @@ SELECT GROUPING(d.name) AS no_district, GROUPING(e.type) AS no_type, d.name AS d
   FROM equipment e
   JOIN districts d ON d.id = e.district_id
   LEFT JOIN equipment_state s ON s.equipment_id = e.id
- WHERE e.status = 'in_use'
+ WHERE e.status = 'in_use'{scope:e}
  GROUP BY GROUPING SETS ((d.name), (e.type), ())
 """
 
@@ -82,7 +90,7 @@ SELECT GROUPING(d.name) AS no_district, d.name AS district,
        count(*) FILTER (WHERE e.install_date IS NULL) AS install_date_unknown
   FROM equipment e
   JOIN districts d ON d.id = e.district_id
- WHERE e.type = 'elevator' AND e.status = 'in_use'
+ WHERE e.type = 'elevator' AND e.status = 'in_use'{scope:e}
  GROUP BY GROUPING SETS ((d.name), ())
 """
 
@@ -94,7 +102,7 @@ SELECT e.code, d.name AS district, e.address, e.use_unit, f.name AS firm, e.inst
   LEFT JOIN maintenance_firms f ON f.id = e.firm_id
  WHERE e.type = 'elevator' AND e.status = 'in_use'
    AND (e.install_date + make_interval(years => %(years)s))::date < %(as_of)s
-   AND (%(district_id)s::integer IS NULL OR e.district_id = %(district_id)s)
+   AND (%(district_id)s::integer IS NULL OR e.district_id = %(district_id)s){scope:e}
  ORDER BY e.install_date, e.code
 """
 
@@ -111,7 +119,7 @@ SELECT c.code, c.type, d.name AS district, e.address, e.use_unit, f.name AS firm
  WHERE c.status = ANY(%(statuses)s)
    AND (%(district_id)s::integer IS NULL OR c.district_id = %(district_id)s)
    AND (%(firm_id)s::integer IS NULL OR c.firm_id = %(firm_id)s)
-   AND (%(type)s::text IS NULL OR c.type = %(type)s)
+   AND (%(type)s::text IS NULL OR c.type = %(type)s){scope:c}
  ORDER BY array_position(%(order)s::text[], c.status), c.due_on NULLS LAST, c.code, c."check"
  LIMIT %(limit)s OFFSET %(offset)s
 """
@@ -126,14 +134,16 @@ SELECT GROUPING(c.firm_id) AS no_firm_group, GROUPING(c.district_id) AS no_distr
   FROM checks c
   LEFT JOIN maintenance_firms f ON f.id = c.firm_id
   LEFT JOIN districts d ON d.id = c.district_id
- WHERE c.status IN ('overdue', 'due_soon')
+ WHERE c.status IN ('overdue', 'due_soon'){scope:c}
  GROUP BY GROUPING SETS ((c.firm_id, f.name), (c.district_id, d.name))
 """
 
-# One day's figures at the grain of the history table; the rates by district, type and overall are sums of it.
+# One day's figures at the grain of the history table (day, district, type, firm: migration 0010); the rates by
+# district, type and overall are sums of it, and a scope narrows it on district and firm.
 _DAILY_INSERT_SQL = "WITH " + _FLAGS + """
-INSERT INTO compliance_daily (day, district_id, type, in_use, overdue, never_recorded, monitored, recorded_at)
-SELECT %(as_of)s, e.district_id, e.type, count(*),
+INSERT INTO compliance_daily (day, district_id, type, firm_id, in_use, overdue, never_recorded, monitored,
+                              recorded_at)
+SELECT %(as_of)s, e.district_id, e.type, e.firm_id, count(*),
        count(*) FILTER (WHERE f.overdue),
        count(*) FILTER (WHERE f.never_recorded),
        count(*) FILTER (WHERE s.last_seen > %(since)s AND s.last_seen <= %(now)s),
@@ -142,7 +152,7 @@ SELECT %(as_of)s, e.district_id, e.type, count(*),
   LEFT JOIN flags f ON f.equipment_id = e.id
   LEFT JOIN equipment_state s ON s.equipment_id = e.id
  WHERE e.status = 'in_use'
- GROUP BY e.district_id, e.type
+ GROUP BY e.district_id, e.type, e.firm_id
 """
 
 _HISTORY_KEYS = {"district": "d.name", "type": "h.type", "overall": "NULL::text"}
@@ -151,7 +161,7 @@ SELECT h.day, {key} AS key, sum(h.in_use)::integer AS in_use, sum(h.overdue)::in
        sum(h.never_recorded)::integer AS never_recorded, sum(h.monitored)::integer AS monitored
   FROM compliance_daily h
   JOIN districts d ON d.id = h.district_id
- WHERE h.day BETWEEN %(first)s AND %(last)s
+ WHERE h.day BETWEEN %(first)s AND %(last)s{scope:h}
  GROUP BY h.day, {key}
  ORDER BY h.day, {key}
 """
@@ -173,9 +183,11 @@ class OverdueRate:
 
     @property
     def rate(self) -> float | None:
+        """overdue / in_use; None for an empty group."""
         return ratio(self.overdue, self.in_use)
 
     def as_dict(self, group: str) -> dict[str, Any]:
+        """The API's item: the group's key (none for overall) and the counts."""
         item = {group: self.key} if group != "overall" else {}
         return item | {"in_use": self.in_use, "overdue": self.overdue, "rate": self.rate,
                        "never_recorded": self.never_recorded}
@@ -191,9 +203,11 @@ class Coverage:
 
     @property
     def share(self) -> float | None:
+        """monitored / in_use; None for an empty group."""
         return ratio(self.monitored, self.in_use)
 
     def as_dict(self, group: str) -> dict[str, Any]:
+        """The API's item: the group's key (none for overall) and the counts."""
         item = {group: self.key} if group != "overall" else {}
         return item | {"in_use": self.in_use, "monitored": self.monitored, "share": self.share}
 
@@ -209,9 +223,11 @@ class OldElevators:
 
     @property
     def share(self) -> float | None:
+        """old / elevators; None for an empty district."""
         return ratio(self.old, self.elevators)
 
     def as_dict(self) -> dict[str, Any]:
+        """The API's item."""
         return {"district": self.district, "elevators": self.elevators, "old": self.old, "share": self.share,
                 "install_date_unknown": self.install_date_unknown}
 
@@ -242,28 +258,37 @@ def _grouped(rows: list[dict[str, Any]], make: Any, empty: Any) -> Grouped:
     return Grouped(by_district, by_type, overall[0] if overall else empty)
 
 
-def _rows(conn: psycopg.Connection, query: str, values: dict[str, Any], checks: str = _LIVE) -> list[dict[str, Any]]:
+def _rows(conn: psycopg.Connection, query: str, values: dict[str, Any], checks: str = _LIVE,
+          scope: Scope = _EVERYTHING) -> list[dict[str, Any]]:
+    query = query.replace(_CHECKS, checks)
+    for alias in _SCOPE_ALIASES:
+        marker = "{scope:" + alias + "}"
+        if marker in query:
+            condition, scoped = equipment_condition(scope, alias)
+            query = query.replace(marker, condition)
+            values = values | scoped
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query.replace(_CHECKS, checks), values).fetchall()
+        return cur.execute(query, values).fetchall()
 
 
-def overdue_rates(conn: psycopg.Connection, as_of: date, *, _checks: str = _LIVE) -> Grouped:
+def overdue_rates(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYTHING,
+                  _checks: str = _LIVE) -> Grouped:
     """The overdue rate on `as_of` by district, by type and overall (in-use equipment as registered now)."""
-    rows = _rows(conn, _RATES_SQL, {"as_of": as_of}, _checks)
+    rows = _rows(conn, _RATES_SQL, {"as_of": as_of}, _checks, scope)
     return _grouped(rows, lambda key, r: OverdueRate(key, r["in_use"], r["overdue"], r["never_recorded"]),
                     OverdueRate(None, 0, 0, 0))
 
 
-def coverage(conn: psycopg.Connection, now: datetime) -> Grouped:
+def coverage(conn: psycopg.Connection, now: datetime, *, scope: Scope = _EVERYTHING) -> Grouped:
     """Remote-monitoring coverage at `now` by district, by type and overall."""
-    rows = _rows(conn, _COVERAGE_SQL, {"now": now, "since": now - COVERAGE_WINDOW})
+    rows = _rows(conn, _COVERAGE_SQL, {"now": now, "since": now - COVERAGE_WINDOW}, scope=scope)
     return _grouped(rows, lambda key, r: Coverage(key, r["in_use"], r["monitored"]), Coverage(None, 0, 0))
 
 
-def old_elevators(conn: psycopg.Connection, as_of: date, years: int = OLD_ELEVATOR_YEARS
-                  ) -> tuple[list[OldElevators], OldElevators]:
+def old_elevators(conn: psycopg.Connection, as_of: date, years: int = OLD_ELEVATOR_YEARS, *,
+                  scope: Scope = _EVERYTHING) -> tuple[list[OldElevators], OldElevators]:
     """(per district, all districts): in-use elevators in service for more than `years` years on `as_of`."""
-    rows = _rows(conn, _OLD_ELEVATORS_SQL, {"as_of": as_of, "years": years})
+    rows = _rows(conn, _OLD_ELEVATORS_SQL, {"as_of": as_of, "years": years}, scope=scope)
     made = [(r["no_district"], OldElevators(r["district"], r["elevators"], r["old"], r["install_date_unknown"]))
             for r in rows]
     by_district = sorted((o for rolled_up, o in made if not rolled_up), key=lambda o: o.district or "")
@@ -272,36 +297,38 @@ def old_elevators(conn: psycopg.Connection, as_of: date, years: int = OLD_ELEVAT
 
 
 def old_elevator_list(conn: psycopg.Connection, as_of: date, *, district_id: int | None = None,
-                      years: int = OLD_ELEVATOR_YEARS) -> list[dict[str, Any]]:
+                      years: int = OLD_ELEVATOR_YEARS, scope: Scope = _EVERYTHING) -> list[dict[str, Any]]:
     """The old elevators themselves (longest in service first), for the safety-assessment campaign."""
-    return _rows(conn, _OLD_ELEVATOR_LIST_SQL, {"as_of": as_of, "years": years, "district_id": district_id})
+    return _rows(conn, _OLD_ELEVATOR_LIST_SQL, {"as_of": as_of, "years": years, "district_id": district_id},
+                 scope=scope)
 
 
 def due_list(conn: psycopg.Connection, as_of: date, *, statuses: tuple[str, ...] = PLANNING_STATUSES,
              district_id: int | None = None, firm_id: int | None = None, equipment_type: str | None = None,
-             limit: int | None = None, offset: int = 0, _checks: str = _LIVE) -> tuple[int, list[dict[str, Any]]]:
+             limit: int | None = None, offset: int = 0, scope: Scope = _EVERYTHING,
+             _checks: str = _LIVE) -> tuple[int, list[dict[str, Any]]]:
     """(total matching, rows) of the planning list: one row per (equipment, check) with a status in `statuses`."""
-    unknown = [s for s in statuses if s not in STATUSES]
+    unknown = [s for s in statuses if s not in COMPLIANCE_STATUSES]
     if unknown:
-        raise ValueError(f"unknown status {unknown[0]!r}; expected one of {', '.join(STATUSES)}")
+        raise ValueError(f"unknown status {unknown[0]!r}; expected one of {', '.join(COMPLIANCE_STATUSES)}")
     rows = _rows(conn, _DUE_SQL, {
         "as_of": as_of, "statuses": list(statuses), "district_id": district_id, "firm_id": firm_id,
         "type": equipment_type, "order": ["overdue", "due_soon", "never_recorded", "ok"],
-        "limit": limit, "offset": offset}, _checks)
+        "limit": limit, "offset": offset}, _checks, scope)
     total = rows[0].pop("total") if rows else 0
     for row in rows[1:]:
         row.pop("total")
     if not rows and offset:
         # The page is past the end: the window count came back with no row to carry it.
         total = due_list(conn, as_of, statuses=statuses, district_id=district_id, firm_id=firm_id,
-                         equipment_type=equipment_type, limit=1, offset=0, _checks=_checks)[0]
+                         equipment_type=equipment_type, limit=1, offset=0, scope=scope, _checks=_checks)[0]
     return total, rows
 
 
-def due_summary(conn: psycopg.Connection, as_of: date, *, _checks: str = _LIVE
+def due_summary(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYTHING, _checks: str = _LIVE
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(per firm, per district) counts of overdue and due-soon checks and of overdue equipment."""
-    rows = _rows(conn, _DUE_SUMMARY_SQL, {"as_of": as_of}, _checks)
+    rows = _rows(conn, _DUE_SUMMARY_SQL, {"as_of": as_of}, _checks, scope)
     fields = ("overdue_checks", "due_soon_checks", "overdue_equipment")
     by_firm = [{"firm": r["firm"]} | {k: r[k] for k in fields} for r in rows if not r["no_firm_group"]]
     by_district = [{"district": r["district"]} | {k: r[k] for k in fields} for r in rows
@@ -314,10 +341,9 @@ def due_summary(conn: psycopg.Connection, as_of: date, *, _checks: str = _LIVE
 
 def record_daily_figures(conn: psycopg.Connection, day: date, *, now: datetime | None = None) -> int:
     """Record `day`'s figures in compliance_daily, replacing any earlier run of that day; returns rows written.
-
-    Safe to run as often as wished: the last run of a day is the one kept. Coverage is counted at `now`
-    (default: the current time), since only the latest report time of each monitor is known.
-    """
+    Coverage is counted at `now` (default: the current time)."""
+    # Safe to run as often as wished: the last run of a day is the one kept. Coverage is counted at the time of the
+    # run since only the latest report time of each monitor is known.
     now = now or datetime.now(UTC)
     with conn.transaction():
         conn.execute("DELETE FROM compliance_daily WHERE day = %(day)s", {"day": day})
@@ -326,11 +352,14 @@ def record_daily_figures(conn: psycopg.Connection, day: date, *, now: datetime |
         return written.rowcount
 
 
-def history(conn: psycopg.Connection, first: date, last: date, group: str) -> list[dict[str, Any]]:
-    """The recorded daily figures from `first` to `last`, summed by day and district, type or overall."""
+def history(conn: psycopg.Connection, first: date, last: date, group: str, *,
+            scope: Scope = _EVERYTHING) -> list[dict[str, Any]]:
+    """The recorded daily figures from `first` to `last`, summed by day and district, type or overall; a scope
+    counts its districts' and firms' rows (days recorded before migration 0010 have no firm)."""
     if group not in _HISTORY_KEYS:
         raise ValueError(f"group must be one of {', '.join(GROUPS)}, not {group!r}")
-    rows = _rows(conn, _HISTORY_SQL.format(key=_HISTORY_KEYS[group]), {"first": first, "last": last})
+    rows = _rows(conn, _HISTORY_SQL.replace("{key}", _HISTORY_KEYS[group]), {"first": first, "last": last},
+                 scope=scope)
     items = []
     for r in rows:
         item = {"day": r["day"]} | ({group: r["key"]} if group != "overall" else {})
@@ -346,31 +375,35 @@ class Snapshot:
 
     conn: psycopg.Connection
     as_of: date
+    scope: Scope = _EVERYTHING
 
     def overdue_rates(self) -> Grouped:
-        return overdue_rates(self.conn, self.as_of, _checks=_SNAPSHOT)
+        """overdue_rates() over the snapshot."""
+        return overdue_rates(self.conn, self.as_of, scope=self.scope, _checks=_SNAPSHOT)
 
     def due_summary(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return due_summary(self.conn, self.as_of, _checks=_SNAPSHOT)
+        """due_summary() over the snapshot."""
+        return due_summary(self.conn, self.as_of, scope=self.scope, _checks=_SNAPSHOT)
 
     def due_list(self, **filters: Any) -> tuple[int, list[dict[str, Any]]]:
-        return due_list(self.conn, self.as_of, _checks=_SNAPSHOT, **filters)
+        """due_list() over the snapshot, with its keyword filters."""
+        return due_list(self.conn, self.as_of, scope=self.scope, _checks=_SNAPSHOT, **filters)
 
 
 @contextmanager
-def snapshot(conn: psycopg.Connection, as_of: date) -> Iterator[Snapshot]:
-    """Compute the statuses on `as_of` once into a temporary table, for the block's figures.
-
-    The status query is the cost of every figure (about 2 s over 100,000 equipment); a page that shows the
-    rates, the per-firm summary and the list pays it once instead of three times. The table is dropped when
-    the block ends.
-    """
+def snapshot(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYTHING) -> Iterator[Snapshot]:
+    """Compute the statuses on `as_of` of the scope's equipment once into a temporary table, for the block's
+    figures; the table is dropped when the block ends."""
+    # The status query is the cost of every figure (about 2 s over 100,000 equipment); a page that shows the
+    # rates, the per-firm summary and the list pays it once instead of three times.
     with conn.transaction():
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{_SNAPSHOT_TABLE}")
-        conn.execute(f"CREATE TEMP TABLE {_SNAPSHOT_TABLE} ON COMMIT DROP AS {STATUS_SQL}", {"as_of": as_of})
+        narrow, scoped = equipment_condition(scope, "c", prefix=" WHERE ")
+        statuses = f"SELECT * FROM ({STATUS_SQL}) c{narrow}" if narrow else STATUS_SQL
+        conn.execute(f"CREATE TEMP TABLE {_SNAPSHOT_TABLE} ON COMMIT DROP AS {statuses}", {"as_of": as_of} | scoped)
         # Without statistics the planner guesses the temporary table's size; the joins then go wrong.
         conn.execute(f"ANALYZE pg_temp.{_SNAPSHOT_TABLE}")
-        yield Snapshot(conn, as_of)
+        yield Snapshot(conn, as_of, scope)
         # Dropped here as well as on commit, for a caller already inside a transaction; after an error the
         # rollback of this block removes the table instead.
         conn.execute(f"DROP TABLE pg_temp.{_SNAPSHOT_TABLE}")

@@ -20,6 +20,7 @@ from models.figures import (
     record_daily_figures,
     snapshot,
 )
+from semon.scope import Scope
 from tests.conftest import register_equipment
 
 AS_OF = date(2026, 6, 15)
@@ -251,16 +252,41 @@ def test_due_summary_per_firm_and_district(db, fleet):
     assert sum(r["due_soon_checks"] for r in by_district) == len(soon)
 
 
-def test_daily_figures_are_recorded_per_district_and_type(db, fleet):
+def test_daily_figures_are_recorded_per_district_type_and_firm(db, fleet):
+    db.execute("UPDATE equipment SET firm_id = NULL WHERE code = 'EL-B2'")
     written = record_daily_figures(db, AS_OF, now=NOW)
 
-    rows = db.execute("SELECT d.name AS district, h.type, h.in_use, h.overdue, h.never_recorded, h.monitored"
-                      " FROM compliance_daily h JOIN districts d ON d.id = h.district_id"
+    rows = db.execute("SELECT d.name AS district, h.type, COALESCE(f.name, '-') AS firm, h.in_use, h.overdue,"
+                      " h.never_recorded, h.monitored FROM compliance_daily h JOIN districts d ON d.id = h.district_id"
+                      " LEFT JOIN maintenance_firms f ON f.id = h.firm_id"
                       " WHERE h.day = %s", (AS_OF,)).fetchall()
-    assert written == len(rows) == 5
+    assert written == len(rows) == 6
     assert sorted(tuple(r.values()) for r in rows) == [
-        (CHAOYANG, "elevator", 2, 1, 0, 1), (CHAOYANG, "escalator", 1, 1, 0, 1),
-        (HAIDIAN, "boiler", 1, 0, 0, 1), (HAIDIAN, "elevator", 2, 0, 0, 0), (HAIDIAN, "pressure_vessel", 1, 0, 1, 0)]
+        (CHAOYANG, "elevator", FIRM_A, 2, 1, 0, 1), (CHAOYANG, "escalator", FIRM_B, 1, 1, 0, 1),
+        (HAIDIAN, "boiler", FIRM_B, 1, 0, 0, 1), (HAIDIAN, "elevator", "-", 1, 0, 0, 0),
+        (HAIDIAN, "elevator", FIRM_A, 1, 0, 0, 0), (HAIDIAN, "pressure_vessel", FIRM_A, 1, 0, 1, 0)]
+    # Running the day again replaces its rows, the firm-less one too (one row per grain, "no firm" included).
+    assert record_daily_figures(db, AS_OF, now=NOW) == 6
+    assert db.execute("SELECT count(*) AS n FROM compliance_daily").fetchone()["n"] == 6
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute("INSERT INTO compliance_daily (day, district_id, type, in_use, overdue, never_recorded, monitored)"
+                   " SELECT day, district_id, type, 0, 0, 0, 0 FROM compliance_daily WHERE firm_id IS NULL")
+
+
+def test_history_narrowed_to_a_scope_counts_only_its_rows(db, fleet):
+    ids = {r["name"]: r["id"] for r in db.execute("SELECT id, name FROM districts UNION ALL"
+                                                  " SELECT id, name FROM maintenance_firms")}
+    record_daily_figures(db, AS_OF, now=NOW)
+    # A day recorded before migration 0010 has no firm: counted by district, not by firm.
+    db.execute("INSERT INTO compliance_daily (day, district_id, type, in_use, overdue, never_recorded, monitored)"
+               " VALUES (%s, %s, 'elevator', 10, 1, 0, 5)", (AS_OF - timedelta(days=1), ids[HAIDIAN]))
+
+    in_haidian = history(db, AS_OF - timedelta(days=1), AS_OF, "overall", scope=Scope.of(districts=[ids[HAIDIAN]]))
+    of_firm_b = history(db, AS_OF - timedelta(days=1), AS_OF, "overall", scope=Scope.of(firms=[ids[FIRM_B]]))
+
+    assert [(d["day"], d["in_use"], d["overdue"]) for d in in_haidian] == [
+        (AS_OF - timedelta(days=1), 10, 1), (AS_OF, 4, 0)]
+    assert [(d["day"], d["in_use"], d["overdue"]) for d in of_firm_b] == [(AS_OF, 2, 1)]  # ES-A1 and BL-B1
 
 
 def test_recording_the_same_day_again_replaces_it(db, fleet):

@@ -47,10 +47,10 @@ def add_inspection(db: psycopg.Connection, equipment_id: int, next_due_in_days: 
                    kind: str = "periodic_inspection", performed_days_ago: int | None = None,
                    result: str = "pass", report_no: str = "", rectify_by: dt.date | None = None) -> None:
     """An inspection; unless performed_days_ago is given, performed one elevator interval (12 months, the
-    compliance rules' default) before the due date, so that the rules put the next one where next_due says."""
-    db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, next_due, result, report_no, rectify_by)"
+    compliance rules' default) before the due date, so that the rules put the next one next_due_in_days from today."""
+    db.execute("INSERT INTO inspections (equipment_id, kind, performed_on, result, report_no, rectify_by)"
                " VALUES (%(id)s, %(kind)s, COALESCE(current_date - %(ago)s::int,"
-               " (current_date + %(due)s - interval '12 months')::date), current_date + %(due)s, %(result)s,"
+               " (current_date + %(due)s - interval '12 months')::date), %(result)s,"
                " %(report_no)s, %(rectify_by)s)",
                {"id": equipment_id, "kind": kind, "ago": performed_days_ago, "due": next_due_in_days,
                 "result": result, "report_no": report_no, "rectify_by": rectify_by})
@@ -285,8 +285,11 @@ def test_equipment_pages_agree_with_the_compliance_status(client, db):
     checks: dict[str, list[str]] = {}
     for row in (row for table in parser.tables for row in table):
         checks.setdefault(row[0][0], [text for text, _ in row])
-    assert checks["periodic inspection"] == ["periodic inspection", db_date(db, -10).isoformat(),
-                                             db_date(db, -1).isoformat(), "Overdue (超期未检)"]
+    assert checks["Periodic inspection (定期检验)"] == [
+        "Periodic inspection (定期检验)", db_date(db, -10).isoformat(), db_date(db, -1).isoformat(),
+        "Overdue (超期未检)"]
+    # Any other check never recorded is 无记录: 无检验记录 is the periodic inspection's word.
+    assert checks["Maintenance (维护保养)"][3] == "Never recorded (无记录)"
 
 
 def test_equipment_not_in_use_owes_no_inspection(client, db):
@@ -568,6 +571,26 @@ def test_hazards_filter_by_district_and_severity(client, db):
     assert api(client, "/api/hazards?severity=apocalyptic", status=400)["error"]["status"] == 400
 
 
+def test_hazards_name_compliance_and_presence_alerts_with_the_check_labels(client, db):
+    eid = add_equipment(db, "EL-001")
+    add_alert(db, eid, "overdue:periodic_inspection", "medium")
+    add_alert(db, eid, "overdue:maintenance", "medium")
+    add_alert(db, eid, "offline", "medium")
+    add_alert(db, eid, "entrapment", "critical")
+
+    kinds = {r[4].split()[0]: r[4] for r in table_rows(page(client, "/hazards"))}
+    detail = {r[0].split()[0]: r[0] for r in table_rows(page(client, "/equipment/EL-001"), 0)}
+
+    assert kinds == {
+        "overdue:periodic_inspection":
+            "overdue:periodic_inspection Periodic inspection (定期检验) — Overdue (超期未检)",
+        "overdue:maintenance": "overdue:maintenance Maintenance (维护保养) — Overdue (超期)",
+        "offline": "offline Offline (离线)",
+        "entrapment": "entrapment passenger trapped",  # a fault code keeps its description
+    }
+    assert detail == kinds
+
+
 # --- one equipment ---------------------------------------------------------------------------------
 
 def test_equipment_page_shows_registry_state_inspections_and_alerts(client, db):
@@ -615,7 +638,10 @@ def test_api_equipment_detail(client, db):
     assert body["state"]["last_values"] == {"floor": 3}
     assert body["open_alerts"] == 1
     assert [a["kind"] for a in body["alerts"]["open"]] == ["entrapment"]
-    assert body["inspections"][0]["next_due"] == db_date(db, -5).isoformat()
+    # Records are facts; when the next one falls due is the compliance rules' answer, in checks.
+    assert "next_due" not in body["inspections"][0]
+    periodic = next(c for c in body["checks"] if c["check"] == "periodic_inspection")
+    assert (periodic["due_on"], periodic["status"]) == (db_date(db, -5).isoformat(), "overdue")
 
 
 # --- health and wiring -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from models.figures import LIST_COLUMNS, record_daily_figures
 from tests import test_figures
 from tests.test_figures import AS_OF, CHAOYANG, FIRM_A, FIRM_B, HAIDIAN
+from tests.test_web import table_rows
 
 # The fleet of test_figures, whose figures are computed there by hand.
 rules = test_figures.rules
@@ -222,6 +223,10 @@ def test_the_page_shows_the_figures_and_the_list(client, db, fleet):
     assert 'href="/api/compliance/due.csv?firm=Firm+B&amp;as_of=2026-06-15"' in html
     assert ">EL-A2</a>" in html and "2 Chaoyang Rd" in html
     assert 'class="active">Compliance (合规)</a>' in html
+    # The same labels as the equipment pages: 超期未检 for the periodic inspection, 超期 for any other check.
+    due = {row[0]: row for row in table_rows(html, -1)}
+    assert due["EL-A2"][6:10] == ["Periodic inspection (定期检验)", "2025-05-11", "2026-05-11", "Overdue (超期未检)"]
+    assert due["ES-A1"][6:10] == ["Maintenance (维护保养)", "2026-05-26", "2026-06-10", "Overdue (超期)"]
 
 
 def test_the_page_filters_the_list(client, fleet):

@@ -1,4 +1,5 @@
-"""Flask web UI and JSON API: equipment register, hazards, health; built by create_app(config)."""
+"""Flask web UI and JSON API: equipment register, hazards, compliance, registry, health; built by create_app(config)
+(docs/web.md)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     try:
         # werkzeug's threaded server suffices for one machine; a bigger deployment puts the same
-        # create_app behind a WSGI server with more workers (DESIGN.md: the web app is stateless).
+        # create_app behind a WSGI server with more workers (docs/web.md: the web app is stateless).
         run_simple(host or config.web_host, config.web_port if port is None else port, app,
                    threaded=True, use_reloader=False, use_debugger=False)
     finally:

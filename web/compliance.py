@@ -14,19 +14,16 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
 from models import figures
-from models.compliance import STATUSES
-from semon.vocabulary import EQUIPMENT_TYPES
+from semon import clock
+from semon.scope import Scope, related_condition
+from semon.vocabulary import COMPLIANCE_STATUSES, EQUIPMENT_TYPES
 from web import params
-from web.db import connection, fetch_all, fetch_one
+from web.access import current_scope
+from web.db import connection, fetch_one
+from web.listing import district_and_firm_choices
 
 bp = Blueprint("compliance", __name__)
 
-STATUS_LABELS = {
-    "ok": "OK (在有效期内)",
-    "due_soon": "Due soon (即将到期)",
-    "overdue": "Overdue (超期)",
-    "never_recorded": "Never recorded (无记录)",
-}
 # The page shows the first rows of the list; the CSV has them all.
 PAGE_LIST_LIMIT = 100
 HISTORY_DEFAULT_DAYS = 90
@@ -37,12 +34,6 @@ PAGE_HISTORY_DAYS = 30
 # in a spreadsheet (CSV injection), so such text cells get a leading apostrophe. Codes and dates are left as are.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FREE_TEXT = {"district", "address", "use_unit", "firm"}
-
-
-@bp.app_template_filter("pct")
-def pct(value: float | None, digits: int = 2) -> str:
-    """A ratio as a percentage ("2.52 %"); a dash when undefined (an empty group)."""
-    return "—" if value is None else f"{value * 100:.{digits}f} %"
 
 
 def _date(args: Mapping[str, str], name: str, default: dt.date) -> dt.date:
@@ -58,24 +49,31 @@ def _date(args: Mapping[str, str], name: str, default: dt.date) -> dt.date:
     return day
 
 
-def _clock() -> dict[str, Any]:
-    # The database's today and now, as the equipment pages use: the server's clock is the one the data shares.
-    return fetch_one("SELECT current_date AS today, now() AS now") or {}
+def _today() -> dt.date:
+    return clock.today(connection())
 
 
 def _statuses(args: MultiDict[str, str]) -> tuple[str, ...]:
     """status=overdue or status=overdue,due_soon (or repeated); default: the planning statuses."""
     values = [v.strip() for raw in args.getlist("status") for v in raw.split(",") if v.strip()]
     for value in values:
-        if value not in STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {value!r}")
+        if value not in COMPLIANCE_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(COMPLIANCE_STATUSES)}, not {value!r}")
     return tuple(dict.fromkeys(values)) or figures.PLANNING_STATUSES
 
 
-def _named_id(table: str, kind: str, name: str | None) -> int | None:
+# The filters that name a registry entry: parameter -> (table, what it is, equipment's column referring to it).
+_NAMED = {"district": ("districts", "district", "district_id"),
+          "firm": ("maintenance_firms", "maintenance firm", "firm_id")}
+
+
+def _named_id(parameter: str, name: str | None, scope: Scope) -> int | None:
+    """The id of the district or firm named; one unknown, or outside the scope, is a 400."""
     if name is None:
         return None
-    row = fetch_one(f"SELECT id FROM {table} WHERE name = %(name)s", {"name": name})
+    table, kind, column = _NAMED[parameter]
+    related, scoped = related_condition(scope, "t", column)
+    row = fetch_one(f"SELECT t.id FROM {table} t WHERE t.name = %(name)s{related}", {"name": name} | scoped)
     if row is None:
         # A typo must not give an empty planning file that looks like "nothing to do".
         raise BadRequest(f"no {kind} named {name!r}")
@@ -88,14 +86,15 @@ class DueFilter:
 
     as_of: dt.date
     statuses: tuple[str, ...]
+    scope: Scope
     district: str | None = None
     firm: str | None = None
     type: str | None = None
 
     @classmethod
-    def from_args(cls, args: MultiDict[str, str], today: dt.date) -> DueFilter:
+    def from_args(cls, args: MultiDict[str, str], today: dt.date, scope: Scope) -> DueFilter:
         """Parse the query string; a bad value is a 400."""
-        return cls(as_of=_date(args, "as_of", today), statuses=_statuses(args),
+        return cls(as_of=_date(args, "as_of", today), statuses=_statuses(args), scope=scope,
                    district=params.text(args, "district"), firm=params.text(args, "firm"),
                    type=params.choice(args, "type", EQUIPMENT_TYPES))
 
@@ -108,13 +107,14 @@ class DueFilter:
         return {k: v for k, v in current.items() if v}
 
     def filters(self) -> dict[str, Any]:
-        """The keyword arguments of figures.due_list; an unknown district or firm name is a 400."""
-        return {"statuses": self.statuses, "district_id": _named_id("districts", "district", self.district),
-                "firm_id": _named_id("maintenance_firms", "maintenance firm", self.firm), "equipment_type": self.type}
+        """The keyword arguments of figures.due_list (the scope apart); an unknown district or firm name is a 400."""
+        return {"statuses": self.statuses, "district_id": _named_id("district", self.district, self.scope),
+                "firm_id": _named_id("firm", self.firm, self.scope), "equipment_type": self.type}
 
     def fetch(self, limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         """(total, rows) of the list."""
-        return figures.due_list(connection(), self.as_of, limit=limit, offset=offset, **self.filters())
+        return figures.due_list(connection(), self.as_of, limit=limit, offset=offset, scope=self.scope,
+                                **self.filters())
 
 
 def _group(args: Mapping[str, str], default: str = "district") -> str:
@@ -157,8 +157,8 @@ def _due_csv_response(flt: DueFilter) -> Response:
 def api_overdue_rate() -> Response:
     """{"as_of", "group", "items", "overall"}: overdue in-use equipment / in-use equipment."""
     group = _group(request.args)
-    as_of = _date(request.args, "as_of", _clock()["today"])
-    rates = figures.overdue_rates(connection(), as_of)
+    as_of = _date(request.args, "as_of", _today())
+    rates = figures.overdue_rates(connection(), as_of, scope=current_scope())
     return jsonify({"as_of": as_of, "group": group, "items": [r.as_dict(group) for r in rates.group(group)],
                     "overall": rates.overall.as_dict("overall")})
 
@@ -167,23 +167,22 @@ def api_overdue_rate() -> Response:
 def api_overdue_rate_history() -> Response:
     """{"group", "from", "to", "items"}: the recorded daily figures, one item per day and group."""
     group = _group(request.args, "overall")
-    today = _clock()["today"]
-    last = _date(request.args, "to", today)
+    last = _date(request.args, "to", _today())
     first = _date(request.args, "from", last - dt.timedelta(days=HISTORY_DEFAULT_DAYS - 1))
     if first > last:
         raise BadRequest(f"from ({first}) must not be after to ({last})")
     if (last - first).days >= HISTORY_MAX_DAYS:
         raise BadRequest(f"from and to must be at most {HISTORY_MAX_DAYS} days apart")
     return jsonify({"group": group, "from": first, "to": last,
-                    "items": figures.history(connection(), first, last, group)})
+                    "items": figures.history(connection(), first, last, group, scope=current_scope())})
 
 
 @bp.get("/api/compliance/coverage")
 def api_coverage() -> Response:
     """{"at", "window_hours", "group", "items", "overall"}: in-use equipment whose monitor reported lately."""
     group = _group(request.args)
-    now = _clock()["now"]
-    cov = figures.coverage(connection(), now)
+    now = clock.today_and_now(connection())[1]
+    cov = figures.coverage(connection(), now, scope=current_scope())
     return jsonify({"at": now, "window_hours": figures.COVERAGE_WINDOW.total_seconds() / 3600, "group": group,
                     "items": [c.as_dict(group) for c in cov.group(group)], "overall": cov.overall.as_dict("overall")})
 
@@ -192,23 +191,25 @@ def api_coverage() -> Response:
 def api_old_elevators() -> Response:
     """{"as_of", "years", "items", "overall"}: in-use elevators in service for more than 15 years, by district;
     with district=NAME, also "elevators": the elevators themselves."""
-    as_of = _date(request.args, "as_of", _clock()["today"])
-    by_district, total = figures.old_elevators(connection(), as_of)
+    as_of = _date(request.args, "as_of", _today())
+    scope = current_scope()
+    by_district, total = figures.old_elevators(connection(), as_of, scope=scope)
     body: dict[str, Any] = {"as_of": as_of, "years": figures.OLD_ELEVATOR_YEARS,
                             "items": [o.as_dict() for o in by_district], "overall": total.as_dict()}
     district = params.text(request.args, "district")
     if district is not None:
         body["elevators"] = figures.old_elevator_list(
-            connection(), as_of, district_id=_named_id("districts", "district", district))
+            connection(), as_of, district_id=_named_id("district", district, scope), scope=scope)
     return jsonify(body)
 
 
 @bp.get("/api/compliance/old-elevators.csv")
 def api_old_elevators_csv() -> Response:
     """The old elevators themselves as CSV (all districts, or district=NAME), for an assessment campaign."""
-    as_of = _date(request.args, "as_of", _clock()["today"])
-    district_id = _named_id("districts", "district", params.text(request.args, "district"))
-    rows = figures.old_elevator_list(connection(), as_of, district_id=district_id)
+    as_of = _date(request.args, "as_of", _today())
+    scope = current_scope()
+    district_id = _named_id("district", params.text(request.args, "district"), scope)
+    rows = figures.old_elevator_list(connection(), as_of, district_id=district_id, scope=scope)
     return _csv_response(figures.OLD_ELEVATOR_COLUMNS, rows, f"old-elevators-{as_of.isoformat()}.csv")
 
 
@@ -216,7 +217,7 @@ def api_old_elevators_csv() -> Response:
 def api_due() -> Response:
     """The planning list: JSON {"as_of", "total", "limit", "offset", "items"}, or all of it as CSV with format=csv."""
     fmt = params.choice(request.args, "format", ("json", "csv")) or "json"
-    flt = DueFilter.from_args(request.args, _clock()["today"])
+    flt = DueFilter.from_args(request.args, _today(), current_scope())
     if fmt == "csv":
         return _due_csv_response(flt)
     limit, offset = params.page(request.args)
@@ -228,15 +229,15 @@ def api_due() -> Response:
 @bp.get("/api/compliance/due.csv")
 def api_due_csv() -> Response:
     """The whole planning list as CSV (the same filters as /api/compliance/due)."""
-    flt = DueFilter.from_args(request.args, _clock()["today"])
+    flt = DueFilter.from_args(request.args, _today(), current_scope())
     return _due_csv_response(flt)
 
 
 @bp.get("/api/compliance/due/summary")
 def api_due_summary() -> Response:
     """{"as_of", "by_firm", "by_district"}: overdue and due-soon checks per firm and per district."""
-    as_of = _date(request.args, "as_of", _clock()["today"])
-    by_firm, by_district = figures.due_summary(connection(), as_of)
+    as_of = _date(request.args, "as_of", _today())
+    by_firm, by_district = figures.due_summary(connection(), as_of, scope=current_scope())
     return jsonify({"as_of": as_of, "by_firm": by_firm, "by_district": by_district})
 
 
@@ -245,25 +246,23 @@ def api_due_summary() -> Response:
 @bp.get("/compliance")
 def index() -> str:
     """The figures, their trend, and the planning lists with CSV downloads."""
-    clock = _clock()
-    today = clock["today"]
-    flt = DueFilter.from_args(request.args, today)
     conn = connection()
+    today, now = clock.today_and_now(conn)
+    scope = current_scope()
+    flt = DueFilter.from_args(request.args, today, scope)
     filters = flt.filters()
-    with figures.snapshot(conn, flt.as_of) as statuses:
+    with figures.snapshot(conn, flt.as_of, scope=scope) as statuses:
         rates = statuses.overdue_rates()
         by_firm, by_district = statuses.due_summary()
         total, rows = statuses.due_list(limit=PAGE_LIST_LIMIT, **filters)
-    cov = figures.coverage(conn, clock["now"])
-    old_by_district, old_total = figures.old_elevators(conn, flt.as_of)
-    trend = figures.history(conn, today - dt.timedelta(days=PAGE_HISTORY_DAYS - 1), today, "overall")
+    cov = figures.coverage(conn, now, scope=scope)
+    old_by_district, old_total = figures.old_elevators(conn, flt.as_of, scope=scope)
+    trend = figures.history(conn, today - dt.timedelta(days=PAGE_HISTORY_DAYS - 1), today, "overall", scope=scope)
     query = flt.query(today)
     return render_template(
         "compliance.html", flt=flt, today=today, rates=rates, cov=cov, old_by_district=old_by_district,
         old_total=old_total, old_years=figures.OLD_ELEVATOR_YEARS, trend=trend, by_firm=by_firm,
         by_district=by_district, rows=rows, total=total, limit=PAGE_LIST_LIMIT,
         csv_url=url_for("compliance.api_due_csv", **query),
-        as_of_arg={"as_of": query["as_of"]} if "as_of" in query else {}, status_labels=STATUS_LABELS,
-        types=EQUIPMENT_TYPES, statuses=STATUSES,
-        districts=[r["name"] for r in fetch_all("SELECT name FROM districts ORDER BY name")],
-        firms=[r["name"] for r in fetch_all("SELECT name FROM maintenance_firms ORDER BY name")])
+        as_of_arg={"as_of": query["as_of"]} if "as_of" in query else {}, types=EQUIPMENT_TYPES,
+        statuses=COMPLIANCE_STATUSES, **district_and_firm_choices(scope))

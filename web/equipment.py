@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
-from models import compliance
-from semon.vocabulary import EQUIPMENT_TYPES
-from web import params
+from models import compliance, presence
+from semon import clock
+from semon.scope import Scope, equipment_condition
+from semon.vocabulary import CONNECTION_STATES, EQUIPMENT_TYPES, INSPECTION_STATUSES
+from web.access import current_scope
 from web.db import connection, fetch_all, fetch_one
+from web.listing import Filter, Listing, Page, by_equipment, district_and_firm_choices, search
 
 bp = Blueprint("equipment", __name__)
 
-INSPECTION_STATUSES = ("ok", "due_soon", "overdue", "no_record", "not_required")
-CONNECTION_STATES = ("online", "offline", "no_data")
 # The inspection status is compliance's status of this check (models/compliance.py), so that the pages agree
-# with /compliance and the overdue alerts; its never_recorded reads no_record here.
+# with /compliance and the overdue alerts; its never_recorded reads no_record here (docs/compliance.md).
 PERIODIC_CHECK = "periodic_inspection"
 _FROM_COMPLIANCE = {"never_recorded": "no_record"}
 _TO_COMPLIANCE = {v: k for k, v in _FROM_COMPLIANCE.items()}
@@ -36,23 +35,17 @@ DETAIL_FIELDS = LIST_FIELDS + ("use_unit", "install_date", "rated_speed_mps", "r
                                "rated_pressure_mpa", "rated_capacity_tph", "firm_phone", "firm_email")
 
 # One row per equipment with its derived states; the inspection fields are added from the compliance rules
-# (_add_inspection). A monitor is offline when it said so (its last will) or when it has missed
-# offline_after_missed_heartbeats heartbeats; stale is a state, so offline_since is given, not values.
-_EQUIPMENT_SQL = """
+# (_add_inspection). Online or not is models/presence.py's rule; stale is a state, so offline_since is given,
+# not values. district_id and firm_id are what a scope narrows on.
+_EQUIPMENT_SQL = f"""
 SELECT * FROM (
-    SELECT e.id, e.code, e.type, d.name AS district, e.address, f.name AS firm,
+    SELECT e.id, e.code, e.type, e.district_id, e.firm_id, d.name AS district, e.address, f.name AS firm,
            e.status AS equipment_status, e.use_unit, e.install_date, e.rated_speed_mps, e.rated_load_kg,
            e.floors, e.rated_pressure_mpa, e.rated_capacity_tph,
            f.phone AS firm_phone, f.email AS firm_email,
            EXISTS (SELECT FROM inspections i WHERE i.equipment_id = e.id AND i.kind = 'periodic_inspection')
                AS periodic_on_record,
-           CASE WHEN s.status IS NULL AND s.last_seen IS NULL THEN 'no_data'
-                WHEN s.status = 'offline' THEN 'offline'
-                WHEN COALESCE(s.last_seen, s.status_changed_at) < now() - %(offline_after)s THEN 'offline'
-                ELSE 'online' END AS connection,
-           CASE WHEN s.status = 'offline' THEN COALESCE(s.status_changed_at, s.last_seen)
-                WHEN COALESCE(s.last_seen, s.status_changed_at) < now() - %(offline_after)s
-                THEN COALESCE(s.last_seen, s.status_changed_at) END AS offline_since,
+           {presence.connection_sql("s")},
            s.last_seen, s.last_values,
            (SELECT count(*) FROM alerts a
              WHERE a.equipment_id = e.id AND a.state <> 'resolved') AS open_alerts
@@ -64,13 +57,13 @@ SELECT * FROM (
 """
 
 _INSPECTIONS_SQL = """
-SELECT kind, performed_on, result, next_due, organisation, report_no
+SELECT kind, performed_on, result, organisation, report_no
   FROM inspections WHERE equipment_id = %(id)s
  ORDER BY performed_on DESC, kind
 """
 
 _MAINTENANCE_SQL = """
-SELECT m.kind, m.performed_on, m.next_due, f.name AS firm, m.notes
+SELECT m.kind, m.performed_on, f.name AS firm, m.notes
   FROM maintenance_records m LEFT JOIN maintenance_firms f ON f.id = m.firm_id
  WHERE m.equipment_id = %(id)s
  ORDER BY m.performed_on DESC, m.kind
@@ -87,72 +80,27 @@ SELECT a.id, a.kind, fc.description AS kind_description, a.source, a.severity, a
 """
 
 
-@dataclass(frozen=True)
-class EquipmentFilter:
-    """What the list is narrowed to; None means no restriction."""
+def _inspection_condition(status: str) -> tuple[str, dict[str, Any]]:
+    """The list's inspection-status filter: compliance's status of the periodic inspection (as of %(as_of)s)."""
+    if status == "not_required":
+        # Not in use, or (should the rule table lack it) a type that owes no periodic inspection.
+        return (f"(equipment_status <> 'in_use' OR id NOT IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c))",
+                {"check": PERIODIC_CHECK})
+    return (f"id IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c WHERE c.status = %(status)s)",
+            {"check": PERIODIC_CHECK, "status": _TO_COMPLIANCE.get(status, status)})
 
-    district: str | None = None
-    type: str | None = None
-    firm: str | None = None
-    status: str | None = None
-    connection: str | None = None
-    q: str | None = None
-    limit: int = params.DEFAULT_LIMIT
-    offset: int = 0
 
-    @classmethod
-    def from_args(cls, args: Mapping[str, str]) -> EquipmentFilter:
-        """Parse the query string; a bad value is a 400."""
-        limit, offset = params.page(args)
-        return cls(
-            district=params.text(args, "district"),
-            type=params.choice(args, "type", EQUIPMENT_TYPES),
-            firm=params.text(args, "firm"),
-            status=params.choice(args, "status", INSPECTION_STATUSES),
-            connection=params.choice(args, "connection", CONNECTION_STATES),
-            q=params.text(args, "q"),
-            limit=limit,
-            offset=offset,
-        )
-
-    def where(self) -> tuple[str, dict[str, Any]]:
-        """The WHERE clause over the listed rows and its parameters."""
-        clauses = []
-        values: dict[str, Any] = {}
-        for name in ("district", "type", "firm", "connection"):
-            if getattr(self, name) is not None:
-                clauses.append(f"{name} = %({name})s")
-                values[name] = getattr(self, name)
-        if self.status == "not_required":
-            # Not in use, or (should the rule table lack it) a type that owes no periodic inspection.
-            clauses.append("(equipment_status <> 'in_use'"
-                           f" OR id NOT IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c))")
-            values["check"] = PERIODIC_CHECK
-        elif self.status is not None:
-            clauses.append(f"id IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c WHERE c.status = %(status)s)")
-            values |= {"check": PERIODIC_CHECK, "status": _TO_COMPLIANCE.get(self.status, self.status)}
-        if self.q is not None:
-            clauses.append("(code ILIKE %(q)s OR address ILIKE %(q)s)")
-            values["q"] = params.like_pattern(self.q)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), values
-
-    def args(self, **changes: Any) -> dict[str, Any]:
-        """The query-string arguments that reproduce this filter, for links to other pages of it."""
-        current = {"district": self.district, "type": self.type, "firm": self.firm, "status": self.status,
-                   "connection": self.connection, "q": self.q, "offset": self.offset}
-        if self.limit != params.DEFAULT_LIMIT:
-            current["limit"] = self.limit
-        current.update(changes)
-        return {k: v for k, v in current.items() if v not in (None, "", 0)}
+EQUIPMENT = Listing(
+    _EQUIPMENT_SQL,
+    (Filter("district"), Filter("type", choices=EQUIPMENT_TYPES), Filter("firm"),
+     Filter("status", choices=INSPECTION_STATUSES, condition=_inspection_condition),
+     Filter("connection", choices=CONNECTION_STATES), search("q", "code", "address")),
+    order="code", narrow=by_equipment("listed"))
 
 
 def _state_params() -> dict[str, Any]:
-    config = current_app.config["SEMON"]
-    offline_after = dt.timedelta(
-        seconds=config.heartbeat_interval_s * config.offline_after_missed_heartbeats)
     # as_of is the database's today, as /compliance and the compliance job count it.
-    today = fetch_one("SELECT current_date AS today")
-    return {"offline_after": offline_after, "as_of": today["today"] if today else dt.date.today()}
+    return {"offline_after": presence.offline_after(current_app.config["SEMON"]), "as_of": clock.today(connection())}
 
 
 def _set_inspection(row: dict[str, Any], status: compliance.CheckStatus | None) -> None:
@@ -174,22 +122,12 @@ def _add_inspection(rows: list[dict[str, Any]], as_of: dt.date) -> None:
         _set_inspection(row, found.get(row["id"]))
 
 
-def list_equipment(flt: EquipmentFilter) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, the requested page of rows) sorted by code."""
-    where, values = flt.where()
-    values |= _state_params()
-    total = fetch_one("SELECT count(*) AS n FROM (" + _EQUIPMENT_SQL + where + ") matching", values)
-    rows = fetch_all(_EQUIPMENT_SQL + where + " ORDER BY code LIMIT %(limit)s OFFSET %(offset)s",
-                     values | {"limit": flt.limit, "offset": flt.offset})
-    _add_inspection(rows, values["as_of"])
-    return (total["n"] if total else 0), rows
-
-
-def get_equipment(code: str) -> dict[str, Any] | None:
+def get_equipment(code: str, scope: Scope) -> dict[str, Any] | None:
     """One equipment with its derived states, the compliance status of every check it owes, inspections,
-    maintenance and alerts; None if unknown."""
+    maintenance and alerts; None if unknown or outside `scope`."""
     state = _state_params()
-    row = fetch_one(_EQUIPMENT_SQL + " WHERE code = %(code)s", state | {"code": code})
+    narrow, scoped = equipment_condition(scope, "listed")
+    row = fetch_one(_EQUIPMENT_SQL + " WHERE code = %(code)s" + narrow, state | scoped | {"code": code})
     if row is None:
         return None
     statuses = compliance.compliance_statuses(connection(), state["as_of"], equipment_ids=[row["id"]])
@@ -205,11 +143,18 @@ def get_equipment(code: str) -> dict[str, Any] | None:
     return row
 
 
-def _choices() -> dict[str, list[str]]:
-    return {
-        "districts": [r["name"] for r in fetch_all("SELECT name FROM districts ORDER BY name")],
-        "firms": [r["name"] for r in fetch_all("SELECT name FROM maintenance_firms ORDER BY name")],
-    }
+def _visible_equipment(code: str) -> dict[str, Any]:
+    row = get_equipment(code, current_scope())
+    if row is None:  # outside the scope reads the same as unknown: its existence is not for this user
+        abort(404, description=f"no equipment with code {code!r}")
+    return row
+
+
+def _list_page() -> Page:
+    state = _state_params()
+    page = EQUIPMENT.fetch(EQUIPMENT.parse(request.args), current_scope(), state)
+    _add_inspection(page.rows, state["as_of"])
+    return page
 
 
 def _list_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -231,41 +176,26 @@ def _detail_item(row: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/equipment")
 def index() -> str:
     """The equipment list page."""
-    flt = EquipmentFilter.from_args(request.args)
-    total, rows = list_equipment(flt)
-    prev_url = next_url = None
-    if flt.offset > 0:
-        prev_url = url_for("equipment.index", **flt.args(offset=max(flt.offset - flt.limit, 0)))
-    if flt.offset + len(rows) < total:
-        next_url = url_for("equipment.index", **flt.args(offset=flt.offset + flt.limit))
-    return render_template("equipment_list.html", rows=rows, total=total, flt=flt,
-                           prev_url=prev_url, next_url=next_url, types=EQUIPMENT_TYPES,
-                           inspection_statuses=INSPECTION_STATUSES, connection_states=CONNECTION_STATES,
-                           **_choices())
+    page = _list_page()
+    return render_template("equipment_list.html", types=EQUIPMENT_TYPES, inspection_statuses=INSPECTION_STATUSES,
+                           connection_states=CONNECTION_STATES, **page.template_args("equipment.index"),
+                           **district_and_firm_choices(current_scope()))
 
 
 @bp.get("/equipment/<code>")
 def detail(code: str) -> str:
     """One equipment's page."""
-    row = get_equipment(code)
-    if row is None:
-        abort(404, description=f"no equipment with code {code!r}")
-    return render_template("equipment_detail.html", e=row)
+    return render_template("equipment_detail.html", e=_visible_equipment(code))
 
 
 @bp.get("/api/equipment")
 def api_list() -> Response:
     """The equipment list as JSON: {"total", "limit", "offset", "items"}."""
-    flt = EquipmentFilter.from_args(request.args)
-    total, rows = list_equipment(flt)
-    return jsonify({"total": total, "limit": flt.limit, "offset": flt.offset,
-                    "items": [_list_item(r) for r in rows]})
+    page = _list_page()
+    return jsonify(page.body([_list_item(r) for r in page.rows]))
 
 
 @bp.get("/api/equipment/<code>")
 def api_detail(code: str) -> Response:
     """One equipment as JSON."""
-    row = get_equipment(code)
-    if row is None:
-        abort(404, description=f"no equipment with code {code!r}")
-    return jsonify(_detail_item(row))
+    return jsonify(_detail_item(_visible_equipment(code)))

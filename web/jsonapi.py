@@ -19,6 +19,7 @@ class JSONProvider(DefaultJSONProvider):
 
     @staticmethod
     def default(o: Any) -> Any:
+        """A date or datetime as ISO 8601; anything else is not JSON."""
         if isinstance(o, dt.date):  # datetime is a date too
             return o.isoformat()
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")

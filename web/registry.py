@@ -1,5 +1,6 @@
 """The registry's JSON API: list (with filters), one item, create and update for equipment, maintenance firms,
-districts and use units (docs/registry-csv.md has the fields). Writes need no authentication yet."""
+districts and use units (docs/registry-csv.md has the fields). Reads show what the request's scope lets through
+(docs/web.md); writes need no authentication yet."""
 
 from __future__ import annotations
 
@@ -9,22 +10,24 @@ from typing import Any
 import psycopg
 from flask import Blueprint, Response, abort, jsonify, request, url_for
 
-from semon.registry import (
+from semon.registry.fields import (
     ALL_SUBTYPES,
     ENTITIES,
     EQUIPMENT_FIELDS,
+    ColumnSpec,
     Entity,
-    Field,
     entity_columns,
     equipment_columns,
     type_problems,
-    update,
     validate_cells,
 )
+from semon.registry.upsert import update
+from semon.scope import Scope, equipment_condition, related_condition
 from semon.vocabulary import EQUIPMENT_STATUSES, EQUIPMENT_TYPES
-from web import params
-from web.db import connection, fetch_all, fetch_one
+from web.access import current_scope
+from web.db import connection, fetch_one
 from web.jsonapi import API_PREFIX
+from web.listing import Filter, Listing, by_equipment, by_related, search
 
 bp = Blueprint("registry", __name__, url_prefix=API_PREFIX + "/registry")
 
@@ -48,9 +51,6 @@ SELECT e.code, e.type, e.subtype, d.name AS district, e.address, COALESCE(u.name
   LEFT JOIN use_units u ON u.id = e.use_unit_id
   LEFT JOIN maintenance_firms f ON f.id = e.firm_id
 """
-# Equipment filters: query parameter -> SQL expression it is compared with.
-_EQUIPMENT_FILTERS = {"type": "e.type", "subtype": "e.subtype", "district": "d.name", "firm": "f.name",
-                      "use_unit": "COALESCE(u.name, e.use_unit)", "status": "e.status"}
 # How many equipment each entity has, by its column in equipment.
 _REFERENCING_COLUMN = {"maintenance_firms": "firm_id", "districts": "district_id", "use_units": "use_unit_id"}
 
@@ -71,7 +71,7 @@ def _invalid(exc: Invalid) -> tuple[Response, int]:
     return jsonify(body), 400
 
 
-def _body(fields: Mapping[str, Field]) -> dict[str, str]:
+def _body(fields: Mapping[str, ColumnSpec]) -> dict[str, str]:
     """The request's JSON object as CSV-like text cells; unknown fields and non-scalar values are rejected."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -98,7 +98,7 @@ def _body(fields: Mapping[str, Field]) -> dict[str, str]:
     return cells
 
 
-def _validate(fields: Mapping[str, Field], cells: dict[str, str], partial: bool) -> dict[str, Any]:
+def _validate(fields: Mapping[str, ColumnSpec], cells: dict[str, str], partial: bool) -> dict[str, Any]:
     problems: list[tuple[str, str]] = []
     values = validate_cells(dict(fields), cells, lambda f, r: problems.append((f, r)), partial=partial)
     if values is None:
@@ -106,7 +106,7 @@ def _validate(fields: Mapping[str, Field], cells: dict[str, str], partial: bool)
     return values
 
 
-def _write(key: str, fields: Mapping[str, Field], current: dict[str, Any] | None) -> dict[str, Any]:
+def _write(key: str, fields: Mapping[str, ColumnSpec], current: dict[str, Any] | None) -> dict[str, Any]:
     """The validated values of a POST (current is None), PUT (every field; absent ones are emptied) or PATCH."""
     cells = _body(fields)
     if current is not None and key in cells and cells[key] != current[key]:
@@ -118,57 +118,43 @@ def _write(key: str, fields: Mapping[str, Field], current: dict[str, Any] | None
     return _validate(fields, cells, partial=request.method == "PATCH")
 
 
-def _page() -> tuple[int, int]:
-    return params.page(request.args)
-
-
 def _created(item: dict[str, Any], endpoint: str, **url_args: Any) -> tuple[Response, int, dict[str, str]]:
     return jsonify(item), 201, {"Location": url_for(endpoint, **url_args)}
 
 
 # --- equipment ------------------------------------------------------------------------------------------------
 
-def _equipment(code: str) -> dict[str, Any] | None:
-    return fetch_one(_EQUIPMENT_SQL + " WHERE e.code = %(code)s", {"code": code})
+def _equipment(code: str, scope: Scope | None = None) -> dict[str, Any] | None:
+    """One equipment's registry entry, if it is within `scope` (None: any, for a write that just made it)."""
+    narrow, scoped = equipment_condition(scope or Scope.everything(), "e")
+    return fetch_one(_EQUIPMENT_SQL + " WHERE e.code = %(code)s" + narrow, {"code": code} | scoped)
+
+
+def _monitor(value: str) -> tuple[str, dict[str, Any]]:
+    return ("e.monitor_vendor <> ''" if value == "yes" else "e.monitor_vendor = ''"), {}
+
+
+EQUIPMENT = Listing(
+    _EQUIPMENT_SQL,
+    (Filter("type", "e.type", EQUIPMENT_TYPES), Filter("subtype", "e.subtype", ALL_SUBTYPES),
+     Filter("status", "e.status", EQUIPMENT_STATUSES), Filter("district", "d.name"), Filter("firm", "f.name"),
+     Filter("use_unit", "COALESCE(u.name, e.use_unit)"), Filter("monitor", choices=("yes", "no"), condition=_monitor),
+     search("q", "e.code", "e.address")),
+    order="e.code", narrow=by_equipment("e"))
 
 
 @bp.get("/equipment")
 def equipment_list() -> Response:
     """Equipment, filtered by type, subtype, district, firm, use_unit, status, monitor (yes/no) and q (text in
     the code or address): {"total", "limit", "offset", "items"}."""
-    args = request.args
-    chosen = {"type": params.choice(args, "type", EQUIPMENT_TYPES),
-              "subtype": params.choice(args, "subtype", ALL_SUBTYPES),
-              "status": params.choice(args, "status", EQUIPMENT_STATUSES)}
-    clauses, values = [], {}
-    for name, expression in _EQUIPMENT_FILTERS.items():
-        value = chosen[name] if name in chosen else params.text(args, name)
-        if value is not None:
-            clauses.append(f"{expression} = %({name})s")
-            values[name] = value
-    monitor = params.choice(args, "monitor", ("yes", "no"))
-    if monitor is not None:
-        clauses.append("e.monitor_vendor <> ''" if monitor == "yes" else "e.monitor_vendor = ''")
-    q = params.text(args, "q")
-    if q is not None:
-        clauses.append("(e.code ILIKE %(q)s OR e.address ILIKE %(q)s)")
-        values["q"] = params.like_pattern(q)
-    return _listing(_EQUIPMENT_SQL, clauses, values, "e.code")
-
-
-def _listing(select: str, clauses: list[str], values: dict[str, Any], order: str) -> Response:
-    limit, offset = _page()
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    total = fetch_one(f"SELECT count(*) AS n FROM ({select}{where}) matching", values)
-    rows = fetch_all(f"{select}{where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
-                     values | {"limit": limit, "offset": offset})
-    return jsonify({"total": total["n"] if total else 0, "limit": limit, "offset": offset, "items": rows})
+    page = EQUIPMENT.fetch(EQUIPMENT.parse(request.args), current_scope())
+    return jsonify(page.body(page.rows))
 
 
 @bp.get("/equipment/<code>")
 def equipment_item(code: str) -> Response:
     """One equipment's registry entry."""
-    row = _equipment(code)
+    row = _equipment(code, current_scope())
     if row is None:
         abort(404, description=f"no equipment with code {code!r}")
     return jsonify(row)
@@ -235,30 +221,40 @@ def _entity(path: str) -> Entity:
     return ENTITIES[ENTITY_PATHS[path]]
 
 
-def _entity_select(entity: Entity) -> str:
+def _entity_select(entity: Entity, scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The entity's rows with equipment_count, the equipment of each that the scope lets through."""
     selected = ", ".join(f"t.{spec.db_column(name)} AS {name}" for name, spec in entity.fields.items())
+    narrow, scoped = equipment_condition(scope, "e")
     return (f"SELECT {selected}, (SELECT count(*) FROM equipment e "
-            f"WHERE e.{_REFERENCING_COLUMN[entity.table]} = t.id) AS equipment_count FROM {entity.table} t")
+            f"WHERE e.{_REFERENCING_COLUMN[entity.table]} = t.id{narrow}) AS equipment_count FROM {entity.table} t"
+            ), scoped
 
 
-def _entity_row(entity: Entity, name: str) -> dict[str, Any] | None:
-    return fetch_one(_entity_select(entity) + " WHERE t.name = %(name)s", {"name": name})
+def _entity_row(entity: Entity, name: str, scope: Scope | None = None) -> dict[str, Any] | None:
+    """One entry, if equipment within `scope` refers to it (None: any, for a write)."""
+    scope = scope or Scope.everything()
+    select, scoped = _entity_select(entity, scope)
+    related, related_values = related_condition(scope, "t", _REFERENCING_COLUMN[entity.table])
+    return fetch_one(select + " WHERE t.name = %(name)s" + related, {"name": name} | scoped | related_values)
 
 
 @bp.get("/<kind>")
 def entity_list(kind: str) -> Response:
     """Firms, districts or use units, filtered by q (text in the name): {"total", "limit", "offset", "items"}."""
     entity = _entity(kind)
-    q = params.text(request.args, "q")
-    clauses, values = ([], {}) if q is None else (["t.name ILIKE %(q)s"], {"q": params.like_pattern(q)})
-    return _listing(_entity_select(entity), clauses, values, "t.name")
+    scope = current_scope()
+    select, scoped = _entity_select(entity, scope)
+    listing = Listing(select, (search("q", "t.name"),), order="t.name",
+                      narrow=by_related("t", _REFERENCING_COLUMN[entity.table]))
+    page = listing.fetch(listing.parse(request.args), scope, scoped)
+    return jsonify(page.body(page.rows))
 
 
 @bp.get("/<kind>/<name>")
 def entity_item(kind: str, name: str) -> Response:
     """One firm, district or use unit."""
     entity = _entity(kind)
-    row = _entity_row(entity, name)
+    row = _entity_row(entity, name, current_scope())
     if row is None:
         abort(404, description=f"no {kind} entry named {name!r}")
     return jsonify(row)

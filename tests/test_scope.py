@@ -1,0 +1,234 @@
+"""Scope (semon/scope.py, docs/web.md): narrowed to a district or to a firm, every page and API answer shows only
+the equipment inside, as if the rest did not exist; an equipment outside is a 404.
+
+The check is generic: each answer of the narrowed app over the whole fleet must equal the answer of an app that
+sees everything over a database from which the equipment outside the scope (with its records, alerts, state,
+daily figures and the registry entries only it refers to) has been deleted. Every GET route of the app must be
+exercised here or be listed as returning no equipment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+
+from models.compliance import rules_from_config, sync_rules
+from models.figures import record_daily_figures
+from semon.clock import today
+from semon.scope import Scope, equipment_condition
+from web.access import SCOPE_CONFIG
+
+D1, D2 = "朝阳区", "海淀区"
+FIRM_A, FIRM_B = "Firm A", "Firm B"
+# code: (type, district, firm); no code is part of another, so a code in a body is that equipment.
+FLEET = {
+    "EL-101": ("elevator", D1, FIRM_A),
+    "EL-102": ("elevator", D1, FIRM_B),
+    "BL-103": ("boiler", D1, None),
+    "EL-201": ("elevator", D2, FIRM_A),
+    "ES-202": ("escalator", D2, FIRM_B),
+}
+USE_UNITS = {code: f"Owners of {code}" for code in FLEET}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    scope: Callable[[dict[str, int]], Scope]   # from the ids of districts and firms by name
+    visible: frozenset[str]
+    # compliance_daily rows outside the scope, as SQL over h, written here rather than by semon.scope
+    daily_outside: str
+
+
+CASES = [
+    Case("district", lambda ids: Scope.of(districts=[ids[D1]]), frozenset({"EL-101", "EL-102", "BL-103"}),
+         f"h.district_id <> (SELECT id FROM districts WHERE name = '{D1}')"),
+    Case("firm", lambda ids: Scope.of(firms=[ids[FIRM_A]]), frozenset({"EL-101", "EL-201"}),
+         f"h.firm_id IS DISTINCT FROM (SELECT id FROM maintenance_firms WHERE name = '{FIRM_A}')"),
+    Case("district and firm", lambda ids: Scope.of(districts=[ids[D2]], firms=[ids[FIRM_A], ids[FIRM_B]]),
+         frozenset({"EL-201", "ES-202"}), f"h.district_id <> (SELECT id FROM districts WHERE name = '{D2}')"
+         " OR h.firm_id IS NULL"),
+]
+
+# Every GET route: the URLs that exercise it (with the fleet's codes and names, inside and outside any scope).
+_CODES = sorted(FLEET)
+_COMPLIANCE_GROUPS = ("district", "type", "overall")
+URLS: dict[str, list[str]] = {
+    "/": ["/"],
+    "/equipment": ["/equipment", f"/equipment?district={D2}", f"/equipment?firm={FIRM_B}", "/equipment?status=overdue",
+                   "/equipment?limit=1&offset=1"],
+    "/equipment/<code>": [f"/equipment/{c}" for c in _CODES],
+    "/api/equipment": ["/api/equipment", f"/api/equipment?district={D1}", "/api/equipment?connection=online",
+                       "/api/equipment?status=overdue", "/api/equipment?type=elevator&limit=1"],
+    "/api/equipment/<code>": [f"/api/equipment/{c}" for c in _CODES],
+    "/hazards": ["/hazards", f"/hazards?firm={FIRM_A}", "/hazards?severity=critical"],
+    "/api/hazards": ["/api/hazards", f"/api/hazards?district={D2}", "/api/hazards?limit=2&offset=1"],
+    "/compliance": ["/compliance", f"/compliance?district={D1}", f"/compliance?firm={FIRM_B}&status=overdue",
+                    "/compliance?status=never_recorded"],
+    "/api/compliance/overdue-rate": [f"/api/compliance/overdue-rate?group={g}" for g in _COMPLIANCE_GROUPS],
+    "/api/compliance/overdue-rate/history": [f"/api/compliance/overdue-rate/history?group={g}"
+                                             for g in _COMPLIANCE_GROUPS],
+    "/api/compliance/coverage": [f"/api/compliance/coverage?group={g}" for g in _COMPLIANCE_GROUPS],
+    "/api/compliance/old-elevators": ["/api/compliance/old-elevators", f"/api/compliance/old-elevators?district={D1}",
+                                      f"/api/compliance/old-elevators?district={D2}"],
+    "/api/compliance/old-elevators.csv": ["/api/compliance/old-elevators.csv",
+                                          f"/api/compliance/old-elevators.csv?district={D2}"],
+    "/api/compliance/due": ["/api/compliance/due", "/api/compliance/due?status=ok,due_soon,overdue,never_recorded",
+                            f"/api/compliance/due?firm={FIRM_B}", f"/api/compliance/due?district={D1}&format=csv",
+                            "/api/compliance/due?limit=2&offset=1"],
+    "/api/compliance/due.csv": ["/api/compliance/due.csv", f"/api/compliance/due.csv?district={D2}",
+                                f"/api/compliance/due.csv?firm={FIRM_A}&status=overdue,never_recorded"],
+    "/api/compliance/due/summary": ["/api/compliance/due/summary"],
+    "/api/registry/equipment": ["/api/registry/equipment", f"/api/registry/equipment?firm={FIRM_B}",
+                                "/api/registry/equipment?type=elevator&limit=1&offset=1"],
+    "/api/registry/equipment/<code>": [f"/api/registry/equipment/{c}" for c in _CODES],
+    "/api/registry/<kind>": ["/api/registry/firms", "/api/registry/districts", "/api/registry/use-units",
+                             "/api/registry/firms?q=firm"],
+    "/api/registry/<kind>/<name>": [f"/api/registry/firms/{f}" for f in (FIRM_A, FIRM_B)]
+                                   + [f"/api/registry/districts/{d}" for d in (D1, D2)]
+                                   + [f"/api/registry/use-units/{u}" for u in USE_UNITS.values()],
+}
+# GET routes that return no equipment, alert or figure.
+NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>"}
+
+
+def build_fleet(db: psycopg.Connection) -> dict[str, int]:
+    """The fleet, each equipment with an overdue inspection, maintenance, state, open alerts and a use unit, and
+    two days of daily figures; returns the ids of the districts and firms by name."""
+    sync_rules(db, rules_from_config())
+    ids: dict[str, int] = {}
+    for name in (D1, D2):
+        ids[name] = db.execute("INSERT INTO districts (name) VALUES (%s) RETURNING id", (name,)).fetchone()["id"]
+    for name in (FIRM_A, FIRM_B):
+        ids[name] = db.execute("INSERT INTO maintenance_firms (name, phone) VALUES (%s, '010-1') RETURNING id",
+                               (name,)).fetchone()["id"]
+    for n, (code, (kind, district, firm)) in enumerate(sorted(FLEET.items())):
+        unit = db.execute("INSERT INTO use_units (name) VALUES (%s) RETURNING id", (USE_UNITS[code],)).fetchone()["id"]
+        eid = db.execute(
+            "INSERT INTO equipment (code, type, district_id, firm_id, use_unit, use_unit_id, address, install_date)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, '2000-01-01') RETURNING id",
+            (code, kind, ids[district], ids.get(firm), USE_UNITS[code], unit, f"{n + 1} Test Rd")).fetchone()["id"]
+        # Overdue for its periodic inspection; maintained (by its firm) two days ago.
+        db.execute("INSERT INTO inspections (equipment_id, kind, performed_on) VALUES (%s, 'periodic_inspection',"
+                   " current_date - 400 + %s)", (eid, n))
+        db.execute("INSERT INTO maintenance_records (equipment_id, firm_id, performed_on) VALUES (%s, %s,"
+                   " current_date - 2)", (eid, ids.get(firm)))
+        # Online, but one in two has been silent for two days.
+        db.execute("INSERT INTO equipment_state (equipment_id, status, status_changed_at, last_seen, last_values)"
+                   " VALUES (%s, 'online', now() - interval '3 days', now() - %s * interval '1 day', '{}')",
+                   (eid, 2 * (n % 2)))
+        for alert_kind, severity in (("entrapment" if kind != "boiler" else "overpressure", "critical"),
+                                     ("overdue:periodic_inspection", "medium")):
+            db.execute("INSERT INTO alerts (equipment_id, kind, source, severity, firm_id, first_seen, last_seen)"
+                       " VALUES (%s, %s, 'device', %s, %s, now() - interval '1 day', now() - %s * interval '1 min')",
+                       (eid, alert_kind, severity, ids.get(firm), n + 1))
+    day = today(db)
+    record_daily_figures(db, day - timedelta(days=1))
+    record_daily_figures(db, day)
+    return ids
+
+
+def keep_only(db: psycopg.Connection, visible: frozenset[str], daily_outside: str) -> None:
+    """Delete the equipment outside (with every row that refers to it), the daily figures outside, and the
+    districts, firms and use units no equipment refers to any more."""
+    outside = [r["id"] for r in db.execute("SELECT id FROM equipment WHERE NOT code = ANY(%s)", (list(visible),))]
+    children = db.execute("""SELECT c.conrelid::regclass::text AS tbl, a.attname AS col
+                               FROM pg_constraint c
+                               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+                              WHERE c.contype = 'f' AND c.confrelid = 'equipment'::regclass""").fetchall()
+    for child in children:
+        db.execute(f"DELETE FROM {child['tbl']} WHERE {child['col']} = ANY(%s)", (outside,))
+    db.execute("DELETE FROM equipment WHERE id = ANY(%s)", (outside,))
+    db.execute(f"DELETE FROM compliance_daily h WHERE {daily_outside}")
+    for table, column in (("use_units", "use_unit_id"), ("maintenance_firms", "firm_id"),
+                          ("districts", "district_id")):
+        db.execute(f"DELETE FROM {table} t WHERE NOT EXISTS (SELECT FROM equipment e WHERE e.{column} = t.id)")
+
+
+def answer(app: Flask, url: str) -> tuple[int, str, Any]:
+    """(status, mimetype, body) of a GET, the body parsed from JSON, with the moment of the answer left out."""
+    response = app.test_client().get(url)
+    body: Any = response.get_data(as_text=True)
+    if response.mimetype == "application/json":
+        body = json.loads(body)
+        if isinstance(body, dict):
+            body.pop("at", None)  # coverage is counted at the database's now, which moves on between requests
+    return response.status_code, response.mimetype, body
+
+
+def every_answer(app: Flask) -> dict[str, tuple[int, str, Any]]:
+    return {url: answer(app, url) for urls in URLS.values() for url in urls}
+
+
+def item_codes(app: Flask, url: str) -> set[str]:
+    status, _, body = answer(app, url)
+    assert status == 200, body
+    return {i.get("code") or i.get("equipment_code") for i in body["items"]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db, case):
+    ids = build_fleet(db)
+    everything = every_answer(app)
+    app.config[SCOPE_CONFIG] = case.scope(ids)
+    narrowed = every_answer(app)
+    hidden = set(FLEET) - case.visible
+
+    # Plain checks first, so that a failure reads simply.
+    assert item_codes(app, "/api/equipment") == case.visible
+    assert item_codes(app, "/api/registry/equipment") == case.visible
+    assert item_codes(app, "/api/hazards") == case.visible
+    assert {r["code"] for r in answer(app, "/api/compliance/due")[2]["items"]} == case.visible
+    for code in FLEET:
+        want = 200 if code in case.visible else 404
+        for url in (f"/equipment/{code}", f"/api/equipment/{code}", f"/api/registry/equipment/{code}"):
+            assert narrowed[url][0] == want, url
+    for url, (status, _, body) in narrowed.items():
+        if status != 404:  # a 404 names the code asked for
+            text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+            assert not [code for code in hidden if code in text], url
+    # Not vacuous: the scope hides something from each kind of answer.
+    for url in ("/equipment", "/hazards", "/compliance", "/api/compliance/overdue-rate?group=overall",
+                "/api/compliance/overdue-rate/history?group=overall", "/api/compliance/coverage?group=overall",
+                "/api/compliance/old-elevators", "/api/compliance/due/summary", "/api/registry/use-units"):
+        assert narrowed[url] != everything[url], url
+
+    # Then everything: the same answers as a database holding only the equipment inside.
+    app.config.pop(SCOPE_CONFIG)
+    keep_only(db, case.visible, case.daily_outside)
+    assert item_codes(app, "/api/equipment") == case.visible
+    expected = every_answer(app)
+    for url in expected:
+        assert narrowed[url] == expected[url], url
+
+
+def test_every_get_route_is_checked_for_scope(app):
+    """A new route that returns equipment must be added to URLS (and so narrowed), or to NOT_EQUIPMENT."""
+    routes = {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())}
+
+    assert routes - set(URLS) - NOT_EQUIPMENT == set(), "GET routes not checked for scope: add them to URLS"
+    assert set(URLS) | NOT_EQUIPMENT <= routes, "URLS names routes the app no longer has"
+
+
+def test_everything_adds_nothing_to_the_sql():
+    assert equipment_condition(Scope.everything(), "e") == ("", {})
+    assert Scope.everything().is_everything
+
+
+def test_the_condition_narrows_on_both_lists_and_nothing_passes_an_empty_one():
+    sql, values = equipment_condition(Scope.of(districts=[2, 1], firms=[5]), "c", prefix=" WHERE ")
+    assert sql == " WHERE (c.district_id = ANY(%(scope_district_ids)s) AND c.firm_id = ANY(%(scope_firm_ids)s))"
+    assert values == {"scope_district_ids": [1, 2], "scope_firm_ids": [5]}
+    assert equipment_condition(Scope.of(firms=[]), "e")[1] == {"scope_firm_ids": []}
+
+
+def test_a_scope_that_is_not_a_scope_is_refused_rather_than_widened(app, db):
+    app.config[SCOPE_CONFIG] = {"district_ids": [1]}
+
+    assert app.test_client().get("/api/equipment").status_code == 500

@@ -1,0 +1,134 @@
+"""Every label the pages show for a code, in one place: one label per status, the same on every page.
+
+Inspectors and firms know these by their Chinese names; the English leads for everyone else. The values are the
+vocabulary's (semon/vocabulary.py); a value without a label shows as itself, with spaces for underscores.
+"""
+
+from __future__ import annotations
+
+from models.compliance import ALERT_PREFIX as OVERDUE_ALERT
+from semon.vocabulary import (
+    ALERT_STATES,
+    COMPLIANCE_STATUSES,
+    CONNECTION_STATES,
+    EQUIPMENT_STATUSES,
+    EQUIPMENT_TYPES,
+    INSPECTION_RESULTS,
+    INSPECTION_STATUSES,
+    SEVERITIES,
+)
+
+TYPE_LABELS = {
+    "elevator": "Elevator (电梯)",
+    "escalator": "Escalator (自动扶梯)",
+    "boiler": "Boiler (锅炉)",
+    "pressure_vessel": "Pressure vessel (压力容器)",
+}
+# The checks of the compliance rules (docs/compliance.md), by their regulator names.
+PERIODIC_INSPECTION = "periodic_inspection"
+CHECK_LABELS = {
+    PERIODIC_INSPECTION: "Periodic inspection (定期检验)",
+    "maintenance": "Maintenance (维护保养)",
+    "governor_calibration": "Governor calibration (限速器校验)",
+    "rescue_drill": "Rescue drill (应急救援演练)",
+    "internal_inspection": "Internal inspection (内部检验)",
+    "water_quality_test": "Water quality test (水质检测)",
+    "safety_valve_calibration": "Safety valve calibration (安全阀校验)",
+    "pressure_gauge_verification": "Pressure gauge verification (压力表检定)",
+}
+# The status of any check. 超期 is "overdue"; 超期未检 ("overdue, not inspected") is the regulator's word for the
+# periodic inspection only, so that check has its own words below.
+COMPLIANCE_LABELS = {
+    "ok": "OK (在有效期内)",
+    "due_soon": "Due soon (即将到期)",
+    "overdue": "Overdue (超期)",
+    "never_recorded": "Never recorded (无记录)",
+}
+PERIODIC_INSPECTION_LABELS = COMPLIANCE_LABELS | {
+    "overdue": "Overdue (超期未检)",
+    "never_recorded": "Never recorded (无检验记录)",
+}
+# The equipment list's status is the periodic inspection's (docs/compliance.md), so it reads the same words.
+INSPECTION_LABELS = {
+    "ok": PERIODIC_INSPECTION_LABELS["ok"],
+    "due_soon": PERIODIC_INSPECTION_LABELS["due_soon"],
+    "overdue": PERIODIC_INSPECTION_LABELS["overdue"],
+    "no_record": PERIODIC_INSPECTION_LABELS["never_recorded"],
+    "not_required": "Not in use (停用/报废)",
+}
+CONNECTION_LABELS = {
+    "online": "Online (在线)",
+    "offline": "Offline (离线)",
+    "no_data": "No data (无数据)",
+}
+SEVERITY_LABELS = {
+    "critical": "Critical",
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+}
+ALERT_STATE_LABELS = {
+    "open": "Open (未处理)",
+    "acknowledged": "Acknowledged (已确认)",
+    "resolved": "Resolved (已解决)",
+}
+EQUIPMENT_STATUS_LABELS = {
+    "in_use": "In use (在用)",
+    "suspended": "Suspended (停用)",
+    "scrapped": "Scrapped (报废)",
+}
+INSPECTION_RESULT_LABELS = {
+    "pass": "Pass (合格)",
+    "pass_after_rectification": "Pass after rectification (整改后合格)",
+    "fail": "Fail (不合格)",
+}
+
+# Vocabulary name (the template filter's argument) -> (labels, the values that must each have one).
+VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "type": (TYPE_LABELS, EQUIPMENT_TYPES),
+    "check": (CHECK_LABELS, tuple(CHECK_LABELS)),
+    "compliance": (COMPLIANCE_LABELS, COMPLIANCE_STATUSES),
+    "inspection": (INSPECTION_LABELS, INSPECTION_STATUSES),
+    "connection": (CONNECTION_LABELS, CONNECTION_STATES),
+    "severity": (SEVERITY_LABELS, SEVERITIES),
+    "alert_state": (ALERT_STATE_LABELS, ALERT_STATES),
+    "equipment_status": (EQUIPMENT_STATUS_LABELS, EQUIPMENT_STATUSES),
+    "inspection_result": (INSPECTION_RESULT_LABELS, INSPECTION_RESULTS),
+}
+_missing = [f"{name}: {value}" for name, (labels, values) in VOCABULARIES.items() for value in values
+            if value not in labels]
+if _missing:  # a value added to the vocabulary without its label; caught at import, not on some page
+    raise RuntimeError(f"no label for {', '.join(_missing)}")
+
+# The alert kinds that are not fault codes: the compliance job's overdue:<check> and the presence job's offline.
+OFFLINE_ALERT = "offline"
+
+
+def label(value: str | None, vocabulary: str) -> str:
+    """The display label of a vocabulary value; unknown values show as themselves."""
+    if value is None:
+        return ""
+    return VOCABULARIES[vocabulary][0].get(value, value.replace("_", " "))
+
+
+def check_status(status: str | None, check: str | None) -> str:
+    """The label of a check's compliance status: the periodic inspection's own words for that check."""
+    if status is None:
+        return ""
+    labels = PERIODIC_INSPECTION_LABELS if check == PERIODIC_INSPECTION else COMPLIANCE_LABELS
+    return labels.get(status, status.replace("_", " "))
+
+
+def alert_kind(kind: str | None, description: str | None = None) -> str:
+    """What an alert kind means: a fault code's description, "<check> — overdue" for a compliance alert,
+    "Offline" for a silent monitor; blank when nothing is known."""
+    if description:
+        return description
+    if kind is None:
+        return ""
+    if kind.startswith(OVERDUE_ALERT):
+        check = kind.removeprefix(OVERDUE_ALERT)
+        return f"{label(check, 'check')} — {check_status('overdue', check)}"
+    if kind == OFFLINE_ALERT:
+        return CONNECTION_LABELS["offline"]
+    return ""
