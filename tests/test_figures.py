@@ -54,8 +54,7 @@ def equipment(db: psycopg.Connection, code: str, equipment_type: str = "elevator
               firm: str = FIRM_A, status: str = "in_use", install_date: date | None = date(2018, 1, 1),
               seen: datetime | None = None, address: str = "", use_unit: str = "") -> int:
     eid = register_equipment(db, code, equipment_type, district=district, firm=firm, status=status,
-                             install_date=install_date.isoformat() if install_date else None)
-    db.execute("UPDATE equipment SET address = %s, use_unit = %s WHERE id = %s", (address, use_unit, eid))
+                             install_date=install_date, address=address, use_unit=use_unit or None)
     if seen is not None:
         db.execute("INSERT INTO equipment_state (equipment_id, status, status_changed_at, last_seen)"
                    " VALUES (%s, 'online', %s, %s)", (eid, seen, seen))

@@ -22,6 +22,7 @@ from models.compliance import rules_from_config, sync_rules
 from models.figures import record_daily_figures
 from semon.clock import today
 from semon.scope import Scope, equipment_condition
+from tests.conftest import register_equipment
 from web.access import SCOPE_CONFIG
 
 D1, D2 = "朝阳区", "海淀区"
@@ -102,18 +103,11 @@ def build_fleet(db: psycopg.Connection) -> dict[str, int]:
     """The fleet, each equipment with an overdue inspection, maintenance, state, open alerts and a use unit, and
     two days of daily figures; returns the ids of the districts and firms by name."""
     sync_rules(db, rules_from_config())
-    ids: dict[str, int] = {}
-    for name in (D1, D2):
-        ids[name] = db.execute("INSERT INTO districts (name) VALUES (%s) RETURNING id", (name,)).fetchone()["id"]
-    for name in (FIRM_A, FIRM_B):
-        ids[name] = db.execute("INSERT INTO maintenance_firms (name, phone) VALUES (%s, '010-1') RETURNING id",
-                               (name,)).fetchone()["id"]
     for n, (code, (kind, district, firm)) in enumerate(sorted(FLEET.items())):
-        unit = db.execute("INSERT INTO use_units (name) VALUES (%s) RETURNING id", (USE_UNITS[code],)).fetchone()["id"]
-        eid = db.execute(
-            "INSERT INTO equipment (code, type, district_id, firm_id, use_unit, use_unit_id, address, install_date)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, '2000-01-01') RETURNING id",
-            (code, kind, ids[district], ids.get(firm), USE_UNITS[code], unit, f"{n + 1} Test Rd")).fetchone()["id"]
+        eid = register_equipment(db, code, kind, district=district, firm=firm, use_unit=USE_UNITS[code],
+                                 address=f"{n + 1} Test Rd", install_date="2000-01-01")
+        ids = {r["name"]: r["id"] for r in db.execute(
+            "SELECT id, name FROM districts UNION ALL SELECT id, name FROM maintenance_firms")}
         # Overdue for its periodic inspection; maintained (by its firm) two days ago.
         db.execute("INSERT INTO inspections (equipment_id, kind, performed_on) VALUES (%s, 'periodic_inspection',"
                    " current_date - 400 + %s)", (eid, n))

@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from models.compliance import compliance_statuses
+from tests.conftest import register_equipment
 from web import create_app
 
 
@@ -27,20 +28,10 @@ def unreachable_database_url() -> str:
 # --- test data -------------------------------------------------------------------------------------
 
 def add_equipment(db: psycopg.Connection, code: str, *, type: str = "elevator", district: str = "朝阳区",
-                  firm: str | None = "Firm A", address: str = "", **fields: Any) -> int:
-    district_id = db.execute(
-        "INSERT INTO districts (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
-        " RETURNING id", (district,)).fetchone()["id"]
-    firm_id = None
-    if firm is not None:
-        firm_id = db.execute(
-            "INSERT INTO maintenance_firms (name, phone) VALUES (%s, '010-1234')"
-            " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id", (firm,)).fetchone()["id"]
-    columns = ["code", "type", "district_id", "firm_id", "address", *fields]
-    values = [code, type, district_id, firm_id, address, *fields.values()]
-    return db.execute(
-        f"INSERT INTO equipment ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
-        values).fetchone()["id"]
+                  firm: str | None = "Firm A", **fields: Any) -> int:
+    """conftest.register_equipment with this file's defaults: 朝阳区, Firm A, and no dates or ratings unless given."""
+    defaults = {"install_date": None, "rated_speed_mps": None, "floors": None}
+    return register_equipment(db, code, type, district=district, firm=firm, **(defaults | fields))
 
 
 def add_inspection(db: psycopg.Connection, equipment_id: int, next_due_in_days: int, *,
