@@ -187,7 +187,7 @@ CROSS JOIN LATERAL (SELECT
               THEN r.old_months
          ELSE r.months END AS months,
     CASE WHEN r.on_demand AND e.on_demand_maintenance AND e.maintenance_cycle_days IS NOT NULL
-              AND s.status = 'online' AND s.last_seen >= (%(as_of)s::date - 1)::timestamp AT TIME ZONE 'UTC'
+              AND s.status = 'online' AND s.last_seen >= (%(as_of)s::date - 1)::timestamptz
               THEN e.maintenance_cycle_days
          ELSE r.days END AS days
 ) iv

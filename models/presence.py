@@ -44,8 +44,8 @@ ALERT_KIND = "offline"
 SEVERITY = "medium"
 _OFFLINE = f"""
 SELECT s.equipment_id, '{ALERT_KIND}' AS kind, '{SEVERITY}' AS severity,
-       'monitor offline since ' || to_char(COALESCE(s.status_changed_at, s.last_seen) AT TIME ZONE 'UTC',
-                                           'YYYY-MM-DD HH24:MI') || ' UTC' AS message,
+       'monitor offline since ' || to_char(COALESCE(s.status_changed_at, s.last_seen), 'YYYY-MM-DD HH24:MI TZH:TZM')
+           AS message,
        jsonb_build_object('last_seen', s.last_seen) AS detail,
        COALESCE(s.status_changed_at, s.last_seen, %(now)s) AS seen_at
   FROM equipment_state s JOIN equipment e ON e.id = s.equipment_id

@@ -28,7 +28,7 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
     """Run `job` in one transaction if no other replica holds its lock; None when skipped."""
     key = zlib.crc32(name.encode())  # a stable lock key per job name
     try:
-        with connect(config.database_url) as conn, conn.transaction():
+        with connect(config.database_url, time_zone=config.time_zone) as conn, conn.transaction():
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (key,)).fetchone()["ok"]
             if not locked:
                 log.debug("%s: another replica is running it", name)
@@ -48,10 +48,10 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
         "fault_events": (process_fault_events, config.scheduler_interval_s),
         # Every check of the rule table (docs/compliance.md): overdue alerts, resolutions and due-soon reminders,
         # judged on the same "today" as the web pages.
-        "compliance": (lambda conn, now: scan_compliance(conn, today(conn), now, rules),
+        "compliance": (lambda conn, now: scan_compliance(conn, today(conn, now), now, rules),
                        config.compliance_interval_s),
         # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
-        "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn), now=now), 3600.0),
+        "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn, now), now=now), 3600.0),
     }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -72,6 +73,14 @@ def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _parse_time_zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r} is not an IANA time zone (such as Asia/Shanghai)") from None
+    return text
+
+
 def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -112,6 +121,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("heartbeat_interval_s", 60.0, "interval at which monitors report", _parse_positive_float),
     Setting("offline_after_missed_heartbeats", 3,
             "equipment is offline after this many missed heartbeats", _parse_positive_int),
+    # The users' day: a due date falls at their midnight, not the server's (UTC would judge 00:00-08:00 a day late).
+    Setting("time_zone", "Asia/Shanghai",
+            "IANA time zone of the users: it decides 'today' for due dates and figures, and times are shown in it",
+            _parse_time_zone),
     Setting("scheduler_interval_s", 10.0, "how often the rule jobs run", _parse_positive_float),
     Setting("compliance_interval_s", 60.0, "how often the compliance scan (overdue alerts, reminders) runs",
             _parse_positive_float),

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+
+from semon.clock import session_options
 
 
 class DatabaseUnavailable(Exception):
@@ -20,22 +21,15 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psycopg.Connection:
-    """One connection; rows come back as dicts."""
+def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10,
+            time_zone: str | None = None) -> psycopg.Connection:
+    """One connection; rows come back as dicts. With `time_zone`, the session runs in it (semon/clock.py)."""
+    extra = {"options": session_options(time_zone)} if time_zone else {}
     try:
-        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout_s)
+        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout_s, **extra)
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot connect to the database at {redact(url)}: {reason}") from None
-
-
-def make_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> ConnectionPool:
-    """A connection pool that hands out dict-row connections; checks the database is reachable first."""
-    connect(url).close()
-    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                          kwargs={"row_factory": dict_row})
-    pool.open(wait=True, timeout=10)
-    return pool
 
 
 def with_database(url: str, name: str) -> str:

@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg.rows import dict_row
 
+from semon.clock import session_options
 from semon.config import Config, load_config
 from semon.db import create_database, drop_database
 from semon.migrate import migrate
@@ -120,9 +121,11 @@ def db_url(base_config: Config) -> Iterator[str]:
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[psycopg.Connection]:
-    """An autocommit connection to the test database, emptied of everything but reference data."""
-    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+def db(db_url: str, base_config: Config) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, emptied of everything but reference data; its session runs
+    in the users' time zone, as semon's own do (current_date is their day)."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row,
+                         options=session_options(base_config.time_zone)) as conn:
         tables = [r["tablename"] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             if r["tablename"] not in KEEP_TABLES and not r["tablename"].startswith("seed_")]

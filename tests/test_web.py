@@ -7,6 +7,7 @@ import re
 import socket
 from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -66,12 +67,16 @@ def add_alert(db: psycopg.Connection, equipment_id: int, kind: str, severity: st
         (equipment_id, kind, severity, state, count, message, seen_ago_s, state)).fetchone()["id"]
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
 def clock(ts: dt.datetime) -> str:
-    """How the pages show a time: in the web host's time zone, HH:MM today, with the date before that."""
-    local = ts.astimezone()
-    if local.date() == dt.datetime.now().astimezone().date():
-        return f"{local:%H:%M}"
-    return f"{local:%Y-%m-%d %H:%M}"
+    """How the pages show a time: in the users' zone (Asia/Shanghai), HH:MM today, with the date before that,
+    and the zone."""
+    local = ts.astimezone(SHANGHAI)
+    if local.date() == dt.datetime.now(SHANGHAI).date():
+        return f"{local:%H:%M} UTC+8"
+    return f"{local:%Y-%m-%d %H:%M} UTC+8"
 
 
 def db_date(db: psycopg.Connection, days_from_today: int) -> dt.date:
@@ -608,7 +613,7 @@ def test_equipment_page_shows_offline_since_instead_of_values(client, db):
     html = page(client, "/equipment/EL-001")
 
     # Not today, so the date is given too.
-    assert f"Offline since {state['last_seen'].astimezone():%Y-%m-%d %H:%M}" in html
+    assert f"Offline since {clock(state['last_seen'])}" in html
     # The stale reading is only behind a "stale" disclosure, never presented as the current state.
     assert "Last reported values (stale" in html
     assert html.index("<th>floor</th>") > html.index("<details>")

@@ -19,7 +19,7 @@ def create_app(config: Config) -> Flask:
     app = Flask(__name__)
     app.config["SEMON"] = config
     app.json = jsonapi.JSONProvider(app)
-    db.init_app(app, config.database_url)
+    db.init_app(app, config.database_url, config.time_zone)
     formatting.register(app)
     errors.register(app)
     app.register_blueprint(equipment.bp)

@@ -11,6 +11,8 @@ from flask import Flask, current_app, g
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from semon import clock
+from semon.clock import session_options
 from semon.db import connect
 
 EXTENSION = "semon_db"
@@ -23,8 +25,9 @@ REQUEST_TIMEOUT_S = 10.0
 class LazyPool:
     """A ConnectionPool opened by the first request rather than when the app is built."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, time_zone: str):
         self.url = url
+        self.time_zone = time_zone
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -33,11 +36,13 @@ class LazyPool:
         with self._lock:
             if self._pool is None:
                 # A direct connection first: a failed pool open only says "timed out", this says why.
-                connect(self.url, timeout_s=5).close()
+                connect(self.url, timeout_s=5, time_zone=self.time_zone).close()
                 pool = ConnectionPool(
                     self.url, min_size=1, max_size=POOL_MAX_SIZE, open=False, name="semon-web",
                     # Read-only pages: autocommit leaves no connection idle in a transaction.
-                    kwargs={"row_factory": dict_row, "autocommit": True},
+                    # Sessions in the users' zone: current_date is their day, times come with their offset.
+                    kwargs={"row_factory": dict_row, "autocommit": True,
+                            "options": session_options(self.time_zone)},
                     # After a database restart the pooled connections are dead; check before lending.
                     check=ConnectionPool.check_connection,
                 )
@@ -55,9 +60,10 @@ class LazyPool:
                 atexit.unregister(self.close)
 
 
-def init_app(app: Flask, url: str) -> None:
-    """Attach a lazy pool for `url` to the app and give connections back after each request."""
-    app.extensions[EXTENSION] = LazyPool(url)
+def init_app(app: Flask, url: str, time_zone: str) -> None:
+    """Attach a lazy pool for `url` (sessions in `time_zone`) to the app; connections go back after each request."""
+    app.extensions[EXTENSION] = LazyPool(url, time_zone)
+    app.before_request(_freeze_clock)
     app.teardown_appcontext(_release_connection)
 
 
@@ -85,7 +91,21 @@ def fetch_one(query: str, params: dict[str, Any] | None = None) -> dict[str, Any
     return connection().execute(query, params).fetchone()
 
 
+# Tests set app.config[FROZEN_NOW] to see the pages at a given time (semon.clock.frozen).
+FROZEN_NOW = "SEMON_NOW"
+
+
+def _freeze_clock() -> None:
+    now = current_app.config.get(FROZEN_NOW)
+    if now is not None:
+        g.clock = clock.frozen(now)
+        g.clock.__enter__()
+
+
 def _release_connection(_exc: BaseException | None) -> None:
+    frozen = g.pop("clock", None)
+    if frozen is not None:
+        frozen.__exit__(None, None, None)
     conn = g.pop("db_conn", None)
     pool = g.pop("db_pool", None)
     if conn is not None and pool is not None:

@@ -5,29 +5,54 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, current_app
 
 from web import labels
 
 
+def zone() -> ZoneInfo:
+    """The users' time zone (the `time_zone` setting): every time is shown in it."""
+    return ZoneInfo(current_app.config["SEMON"].time_zone)
+
+
+def _utc_offset(value: dt.datetime) -> str:
+    offset = value.utcoffset() or dt.timedelta(0)
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    hours, rest = divmod(abs(int(offset.total_seconds())), 3600)
+    return f"UTC{sign}{hours}" + (f":{rest // 60:02d}" if rest else "")
+
+
 def timestamp(value: dt.datetime | dt.date | None) -> str:
-    """A timestamp to the minute in the web host's time zone (the database's is often UTC); blank for none."""
+    """A time to the minute in the users' zone, with the zone ("2026-12-02 00:30 UTC+8"); a date as is; blank
+    for none."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+        local = value.astimezone(zone())
+        return f"{local:%Y-%m-%d %H:%M} {_utc_offset(local)}"
     return value.isoformat()
 
 
 def since(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """HH:MM for a time today, otherwise the date as well: "offline since 10:42"."""
+    """HH:MM for a time today (the users' today), otherwise the date as well: "offline since 10:42 UTC+8"."""
     if value is None:
         return ""
-    local = value.astimezone()
-    if local.date() == (now or dt.datetime.now()).astimezone().date():
-        return local.strftime("%H:%M")
-    return local.strftime("%Y-%m-%d %H:%M")
+    local = value.astimezone(zone())
+    current = (now or dt.datetime.now(dt.UTC)).astimezone(zone())
+    shown = f"{local:%H:%M}" if local.date() == current.date() else f"{local:%Y-%m-%d %H:%M}"
+    return f"{shown} {_utc_offset(local)}"
+
+
+def local_iso(value: dt.datetime | dt.date | None) -> str:
+    """ISO 8601 for a CSV cell or a JSON value: a time in the users' zone with its offset, a date as YYYY-MM-DD,
+    blank for none."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(zone()).isoformat()
+    return value.isoformat()
 
 
 def pct(value: float | None, digits: int = 2) -> str:

@@ -8,6 +8,8 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 
+from web.formatting import local_iso
+
 API_PREFIX = "/api"
 
 
@@ -17,11 +19,10 @@ class JSONProvider(DefaultJSONProvider):
     ensure_ascii = False  # district and firm names are Chinese; \\u escapes only hinder a reader
     sort_keys = False
 
-    @staticmethod
-    def default(o: Any) -> Any:
-        """A date or datetime as ISO 8601; anything else is not JSON."""
+    def default(self, o: Any) -> Any:
+        """A date as ISO 8601, a time in the users' zone with its offset; anything else is not JSON."""
         if isinstance(o, dt.date):  # datetime is a date too
-            return o.isoformat()
+            return local_iso(o)
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
