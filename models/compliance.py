@@ -274,8 +274,8 @@ def check_statuses(conn: psycopg.Connection, as_of: date, check: str, *,
 
 @dataclass(frozen=True)
 class ScanResult:
-    overdue: int      # (equipment, check) pairs overdue now
-    raised: int       # alerts opened by this run
+    overdue: int      # (equipment, check) pairs overdue now (alerting or not)
+    raised: int       # alerts opened by this run (overdue checks and no_records notices)
     resolved: int     # alerts resolved by this run
     reminders: int    # due-soon reminders queued by this run
 
@@ -287,11 +287,33 @@ class ScanResult:
 # the planner to a nested-loop anti join that ran for minutes.
 # The statuses are computed once per scan (compliance_scan) for both the alerts and the reminders.
 _SCAN_SQL = f"CREATE TEMPORARY TABLE compliance_scan ON COMMIT DROP AS {STATUS_SQL}"
+# The overdue checks that alert. Not those of an equipment registered without any record (one no_records notice
+# stands for them: a lift installed in 2020 and registered today would otherwise open an overdue alert per check,
+# each sent to its firm and use unit), nor a check never recorded on equipment registered within the grace period
+# (its records are still being imported). Their statuses stay overdue on the pages and in the figures.
 _OVERDUE_SQL = f"""
 CREATE TEMPORARY TABLE compliance_overdue ON COMMIT DROP AS
-SELECT equipment_id, '{ALERT_PREFIX}' || "check" AS kind, "check", due_on, last_on
-FROM compliance_scan WHERE status = 'overdue'
+SELECT c.equipment_id, '{ALERT_PREFIX}' || c."check" AS kind, c."check", c.due_on, c.last_on
+  FROM compliance_scan c JOIN equipment e ON e.id = c.equipment_id
+ WHERE c.status = 'overdue'
+   AND NOT (c.last_on IS NULL AND %(grace_days)s > 0
+            AND e.created_at > %(now)s - make_interval(days => %(grace_days)s))
+   AND c.equipment_id NOT IN (SELECT equipment_id FROM compliance_unrecorded)
 """
+NO_RECORDS = "no_records"
+# In-use equipment that owes checks and has a record of none of them.
+_UNRECORDED_SQL = """
+CREATE TEMPORARY TABLE compliance_unrecorded ON COMMIT DROP AS
+SELECT equipment_id, min(due_on) AS first_due FROM compliance_scan
+ GROUP BY equipment_id HAVING bool_and(last_on IS NULL)
+"""
+_NO_RECORDS_ALERTS = f"""
+SELECT equipment_id, '{NO_RECORDS}' AS kind, 'low' AS severity,
+       'registered without inspection or maintenance records: import them (semon registry import records)'
+           AS message,
+       jsonb_build_object('first_due', to_char(first_due, 'YYYY-MM-DD')) AS detail,
+       %(now)s::timestamptz AS seen_at
+  FROM compliance_unrecorded"""
 SEVERITY = "medium"
 _OVERDUE_ALERTS = f"""
 SELECT equipment_id, kind, '{SEVERITY}' AS severity,
@@ -328,21 +350,34 @@ SELECT count(*) AS n FROM added
 
 
 def scan_compliance(conn: psycopg.Connection, as_of: date, now: datetime,
-                    rules: tuple[Rule, ...] | None = None) -> ScanResult:
-    """Sync the rules, raise one alert per overdue (equipment, check), resolve those back in date, and queue
-    due-soon reminders."""
+                    rules: tuple[Rule, ...] | None = None, grace_days: int | None = None) -> ScanResult:
+    """Sync the rules, raise one alert per overdue (equipment, check) (one no_records notice for equipment without
+    any record), resolve those back in date, and queue due-soon reminders. `grace_days`: the
+    compliance_registration_grace_days setting (its default when None)."""
+    if grace_days is None:
+        from semon.config import SETTINGS
+
+        grace_days = next(s.default for s in SETTINGS if s.name == "compliance_registration_grace_days")
     sync_rules(conn, rules if rules is not None else rules_from_config())
     with conn.transaction():  # the temporary table lives until the end of it
         # A second scan in one transaction finds the tables of the first.
-        conn.execute("DROP TABLE IF EXISTS pg_temp.compliance_scan, pg_temp.compliance_overdue")
+        conn.execute("DROP TABLE IF EXISTS pg_temp.compliance_scan, pg_temp.compliance_overdue,"
+                     " pg_temp.compliance_unrecorded")
         conn.execute(_SCAN_SQL, {"as_of": as_of})
-        conn.execute(_OVERDUE_SQL)
+        conn.execute(_UNRECORDED_SQL)
+        conn.execute("ALTER TABLE compliance_unrecorded ADD PRIMARY KEY (equipment_id)")
+        conn.execute(_OVERDUE_SQL, {"now": now, "grace_days": grace_days})
         conn.execute("ALTER TABLE compliance_overdue ADD PRIMARY KEY (equipment_id, kind)")
         conn.execute("ANALYZE compliance_overdue")
-        overdue = conn.execute("SELECT count(*) FROM compliance_overdue").fetchone()
+        overdue = conn.execute("SELECT count(*) FROM compliance_scan WHERE status = 'overdue'").fetchone()
         raised = raise_alerts_from(conn, "compliance", _OVERDUE_ALERTS, {"now": now}, repeat=False, at=now).raised
+        raised += raise_alerts_from(conn, "compliance", _NO_RECORDS_ALERTS, {"now": now}, repeat=False,
+                                    at=now).raised
         resolved = resolve_alerts_absent(conn, "compliance", ALERT_PREFIX + "%", "SELECT * FROM compliance_overdue",
                                          at=now)
+        resolved += resolve_alerts_absent(conn, "compliance", NO_RECORDS,
+                                          f"SELECT equipment_id, '{NO_RECORDS}' AS kind FROM compliance_unrecorded",
+                                          at=now)
         reminders = conn.execute(_REMINDERS_SQL, {"as_of": as_of, "now": now, "days": list(REMINDER_DAYS)}).fetchone()
     overdue = overdue["count"] if isinstance(overdue, dict) else overdue[0]
     sent = reminders["n"] if isinstance(reminders, dict) else reminders[0]

@@ -48,7 +48,8 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
         "fault_events": (process_fault_events, config.scheduler_interval_s),
         # Every check of the rule table (docs/compliance.md): overdue alerts, resolutions and due-soon reminders,
         # judged on the same "today" as the web pages.
-        "compliance": (lambda conn, now: scan_compliance(conn, today(conn, now), now, rules),
+        "compliance": (lambda conn, now: scan_compliance(conn, today(conn, now), now, rules,
+                                                           config.compliance_registration_grace_days),
                        config.compliance_interval_s),
         # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
         "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn, now), now=now), 3600.0),

@@ -52,6 +52,13 @@ def _parse_positive_int(text: str) -> int:
     return value
 
 
+def _parse_non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return value
+
+
 def _parse_port(text: str) -> int:
     value = _int(text)
     if not 0 < value < 65536:
@@ -133,6 +140,9 @@ SETTINGS: tuple[Setting, ...] = (
     # The compliance rules (models/compliance.py, docs/compliance.md): every interval is a setting.
     Setting("compliance_due_soon_days", 30, "a check falls due soon this many days before its due date",
             _parse_positive_int),
+    Setting("compliance_registration_grace_days", 30,
+            "days after an equipment is registered during which its checks never recorded open no overdue alert "
+            "(their records are being imported); 0 turns the grace off", _parse_non_negative_int),
     Setting("compliance_rectification_days", 30,
             "days to rectify after a failed inspection or visit before the check counts as overdue",
             _parse_positive_int),

@@ -41,6 +41,8 @@ def test_a_device_fault_and_an_overdue_check_reach_the_same_recipients(db):
     sync_rules(db, rules_from_config())
     eid = register_equipment(db, "EL-R1", install_date="2020-01-01", use_unit="Tower A Property",
                              district="Xuhui District")
+    db.execute("INSERT INTO inspections (equipment_id, kind, performed_on) VALUES (%s, 'periodic_inspection',"
+               " '2025-11-01')", (eid,))  # overdue since 2026-11-01
     # door_close_failure is medium, like an overdue check: the same route applies to both.
     add_event(db, eid, "door_close_failure", "raised", NOW - timedelta(minutes=10), 1)
     process_fault_events(db, NOW)

@@ -17,6 +17,7 @@ from models.compliance import (
 )
 from semon.config import load_config
 from semon.migrate import MIGRATIONS_DIR
+from semon.registry.importer import import_records_csv
 from tests.conftest import register_equipment
 
 AS_OF = date(2026, 11, 22)
@@ -271,11 +272,45 @@ def test_one_alert_per_overdue_check_routed_to_firm_and_use_unit_and_resolved_by
 
 
 def test_never_inspected_equipment_is_overdue_one_interval_after_installation(cdb):
-    register_equipment(cdb, "EL-A8", install_date="2025-11-01")
-    register_equipment(cdb, "EL-A9", install_date="2026-01-15")
-    scan_compliance(cdb, AS_OF, NOW)
+    for code, installed in (("EL-A8", "2025-11-01"), ("EL-A9", "2026-01-15")):
+        eid = register_equipment(cdb, code, install_date=installed)
+        record(cdb, eid, "maintenance", "2026-11-15")  # it has records: only the inspection was never recorded
+    scan_compliance(cdb, AS_OF, NOW, grace_days=0)
     messages = [a["message"] for a in alerts(cdb) if a["kind"] == "overdue:periodic_inspection"]
     assert messages == ["periodic inspection overdue since 2026-11-01"]
+
+
+def open_kinds(db) -> list[tuple[str, str]]:
+    return [(r["code"], r["kind"]) for r in db.execute(
+        "SELECT e.code, a.kind FROM alerts a JOIN equipment e ON e.id = a.equipment_id"
+        " WHERE a.state <> 'resolved' ORDER BY 1, 2")]
+
+
+def test_a_lift_registered_without_records_gets_one_notice_not_an_alert_per_check(cdb, config, tmp_path):
+    # Installed in 2020 and registered today: every check it owes is "overdue since" years ago.
+    eid = register_equipment(cdb, "EL-NEW", install_date="2020-03-01", use_unit="Tower N Property")
+    result = scan_compliance(cdb, AS_OF, NOW)
+    assert result.overdue == 4 and result.raised == 1
+    assert open_kinds(cdb) == [("EL-NEW", "no_records")]
+    [notice] = alerts(cdb)
+    assert (notice["severity"], notice["detail"]) == ("low", {"first_due": "2020-03-16"})
+    sent = {(r["event"], r["recipient"]) for r in cdb.execute("SELECT event, recipient FROM notifications")}
+    assert sent == {("raised", "firm"), ("raised", "use_unit")}
+    # A later scan neither repeats nor adds anything.
+    assert scan_compliance(cdb, AS_OF, NOW + timedelta(minutes=1)).raised == 0
+    # Its records are imported: the notice is resolved, and what is still overdue among recorded checks alerts.
+    records = tmp_path / "records.csv"
+    records.write_text("code,check,date,result\nEL-NEW,periodic_inspection,2025-10-01,pass\n"
+                       "EL-NEW,maintenance,2026-11-15,pass\n", encoding="utf-8")
+    import_records_csv(config, records)   # the periodic inspection is overdue since 2026-10-01
+    after = scan_compliance(cdb, AS_OF, NOW + timedelta(minutes=2))
+    assert after.resolved == 1
+    # Governor calibration and rescue drill were never recorded: within the registration grace, no alert yet.
+    assert open_kinds(cdb) == [("EL-NEW", "overdue:periodic_inspection")]
+    cdb.execute("UPDATE equipment SET created_at = %s WHERE id = %s", (NOW - timedelta(days=31), eid))
+    scan_compliance(cdb, AS_OF, NOW + timedelta(minutes=3))
+    assert open_kinds(cdb) == [("EL-NEW", "overdue:governor_calibration"), ("EL-NEW", "overdue:periodic_inspection"),
+                               ("EL-NEW", "overdue:rescue_drill")]
 
 
 def reminders(db) -> list[tuple[str, int]]:
