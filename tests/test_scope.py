@@ -67,9 +67,12 @@ URLS: dict[str, list[str]] = {
     "/equipment/<code>": [f"/equipment/{c}" for c in _CODES],
     "/api/equipment": ["/api/equipment", f"/api/equipment?district={D1}", "/api/equipment?connection=online",
                        "/api/equipment?status=overdue", "/api/equipment?type=elevator&limit=1"],
+    "/api/equipment.csv": ["/api/equipment.csv", f"/api/equipment.csv?firm={FIRM_A}",
+                           "/api/equipment.csv?type=elevator"],
     "/api/equipment/<code>": [f"/api/equipment/{c}" for c in _CODES],
     "/hazards": ["/hazards", f"/hazards?firm={FIRM_A}", "/hazards?severity=critical"],
-    "/api/hazards": ["/api/hazards", f"/api/hazards?district={D2}", "/api/hazards?limit=2&offset=1"],
+    "/api/hazards": ["/api/hazards", f"/api/hazards?district={D2}", "/api/hazards?limit=2&offset=1",
+                     "/api/hazards?state=resolved"],
     "/compliance": ["/compliance", f"/compliance?district={D1}", f"/compliance?firm={FIRM_B}&status=overdue",
                     "/compliance?status=never_recorded"],
     "/api/compliance/overdue-rate": [f"/api/compliance/overdue-rate?group={g}" for g in _COMPLIANCE_GROUPS],
@@ -82,7 +85,7 @@ URLS: dict[str, list[str]] = {
                                           f"/api/compliance/old-elevators.csv?district={D2}"],
     "/api/compliance/due": ["/api/compliance/due", "/api/compliance/due?status=ok,due_soon,overdue,never_recorded",
                             f"/api/compliance/due?firm={FIRM_B}", f"/api/compliance/due?district={D1}&format=csv",
-                            "/api/compliance/due?limit=2&offset=1"],
+                            "/api/compliance/due?limit=2&offset=1", "/api/compliance/due?check=maintenance"],
     "/api/compliance/due.csv": ["/api/compliance/due.csv", f"/api/compliance/due.csv?district={D2}",
                                 f"/api/compliance/due.csv?firm={FIRM_A}&status=overdue,never_recorded"],
     "/api/compliance/due/summary": ["/api/compliance/due/summary"],
@@ -91,12 +94,12 @@ URLS: dict[str, list[str]] = {
     "/api/registry/equipment/<code>": [f"/api/registry/equipment/{c}" for c in _CODES],
     "/api/registry/<kind>": ["/api/registry/firms", "/api/registry/districts", "/api/registry/use-units",
                              "/api/registry/firms?q=firm"],
-    "/api/registry/<kind>/<name>": [f"/api/registry/firms/{f}" for f in (FIRM_A, FIRM_B)]
+    "/api/registry/<kind>/<path:name>": [f"/api/registry/firms/{f}" for f in (FIRM_A, FIRM_B)]
                                    + [f"/api/registry/districts/{d}" for d in (D1, D2)]
                                    + [f"/api/registry/use-units/{u}" for u in USE_UNITS.values()],
 }
 # GET routes that return no equipment, alert or figure.
-NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>"}
+NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>", "/api/fault-codes"}
 
 
 def build_fleet(db: psycopg.Connection) -> dict[str, int]:
@@ -178,6 +181,7 @@ def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db,
     assert item_codes(app, "/api/equipment") == case.visible
     assert item_codes(app, "/api/registry/equipment") == case.visible
     assert item_codes(app, "/api/hazards") == case.visible
+    assert {line.split(",")[0] for line in answer(app, "/api/equipment.csv")[2].splitlines()[1:]} == case.visible
     assert {r["code"] for r in answer(app, "/api/compliance/due")[2]["items"]} == case.visible
     for code in FLEET:
         want = 200 if code in case.visible else 404

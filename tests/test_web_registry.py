@@ -208,3 +208,20 @@ def test_bad_updates_and_duplicates(client, fleet, db):
     many = error(client.post(f"{API}/equipment", json={"code": "", "type": "lift", "district": "徐汇区"}))
     assert [p["field"] for p in many["problems"]] == ["code", "type"]
     assert db.execute("SELECT type FROM equipment WHERE code = 'BL-1'").fetchone()["type"] == "boiler"
+
+
+def test_a_firm_whose_name_holds_a_slash_is_read_and_changed_at_its_path(client, fleet):
+    created = client.post(f"{API}/firms", json={"name": "Beta Lift / North", "duty_phone": "021-5555 0000"})
+    ok(created, 201)
+    ok(client.patch(f"{API}/equipment/EL-2", json={"maintenance_firm": "Beta Lift / North"}))
+
+    assert created.headers["Location"] == "/api/registry/firms/Beta%20Lift%20/%20North"
+    firm = ok(client.get(created.headers["Location"]))
+    assert (firm["name"], firm["duty_phone"], firm["equipment_count"]) == ("Beta Lift / North", "021-5555 0000", 1)
+    changed = ok(client.patch(f"{API}/firms/Beta Lift / North", json={"duty_phone": "400-820-0000"}))
+    assert (changed["name"], changed["duty_phone"]) == ("Beta Lift / North", "400-820-0000")
+    # The slash may be sent encoded as well.
+    assert ok(client.get(f"{API}/firms/Beta%20Lift%20%2F%20North"))["duty_phone"] == "400-820-0000"
+    assert codes(client, "firm=Beta+Lift+%2F+North") == ["EL-2"]
+    assert error(client.get(f"{API}/firms/Beta Lift / South"), 404)["message"] == (
+        "no firms entry named 'Beta Lift / South'")

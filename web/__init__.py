@@ -1,5 +1,5 @@
-"""Flask web UI and JSON API: equipment register, hazards, compliance, registry, health; built by create_app(config)
-(docs/web.md)."""
+"""Flask web UI and JSON API: equipment register, hazards, compliance, registry, fault codes, health; built by
+create_app(config) (docs/web.md, docs/api.md)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 import threading
 
 from flask import Flask
-from werkzeug.serving import run_simple
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from semon.config import Config
-from web import compliance, db, equipment, errors, formatting, hazards, health, jsonapi, registry
+from web import compliance, db, equipment, errors, faultcodes, formatting, hazards, health, jsonapi, params, registry
 
 
 def create_app(config: Config) -> Flask:
@@ -22,12 +22,21 @@ def create_app(config: Config) -> Flask:
     db.init_app(app, config.database_url, config.time_zone)
     formatting.register(app)
     errors.register(app)
+    params.register(app)
     app.register_blueprint(equipment.bp)
     app.register_blueprint(hazards.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(registry.bp)
     app.register_blueprint(compliance.bp)
+    app.register_blueprint(faultcodes.bp)
     return app
+
+
+def server(app: Flask, host: str, port: int) -> BaseWSGIServer:
+    """werkzeug's threaded HTTP server for the app, with the API's JSON errors for what it refuses itself."""
+    # werkzeug's threaded server suffices for one machine; a bigger deployment puts the same
+    # create_app behind a WSGI server with more workers (docs/web.md: the web app is stateless).
+    return make_server(host, port, app, threaded=True, request_handler=errors.RequestHandler)
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
@@ -38,9 +47,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         # the pool's connections are closed rather than dropped.
         signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     try:
-        # werkzeug's threaded server suffices for one machine; a bigger deployment puts the same
-        # create_app behind a WSGI server with more workers (docs/web.md: the web app is stateless).
-        run_simple(host or config.web_host, config.web_port if port is None else port, app,
-                   threaded=True, use_reloader=False, use_debugger=False)
+        http = server(app, host or config.web_host, config.web_port if port is None else port)
+        http.log_startup()
+        http.serve_forever()  # returns on Ctrl-C
     finally:
         db.close_pool(app)

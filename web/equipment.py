@@ -1,19 +1,22 @@
-"""The equipment register: the list with inspection and online status, and one equipment's page."""
+"""The equipment register: the list with inspection and online status (a page, JSON and CSV), and one equipment's
+page."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 
 from models import compliance, presence
 from semon import clock
 from semon.scope import Scope, equipment_condition
 from semon.vocabulary import CONNECTION_STATES, EQUIPMENT_TYPES, INSPECTION_STATUSES
+from web import csvout
 from web.access import current_scope
 from web.db import connection, fetch_all, fetch_one
 from web.listing import Filter, Listing, Page, by_equipment, district_and_firm_choices, search
+from web.params import accepts
 
 bp = Blueprint("equipment", __name__)
 
@@ -92,7 +95,7 @@ def _inspection_condition(status: str) -> tuple[str, dict[str, Any]]:
 
 EQUIPMENT = Listing(
     _EQUIPMENT_SQL,
-    (Filter("district"), Filter("type", choices=EQUIPMENT_TYPES), Filter("firm"),
+    (Filter("district", named="district"), Filter("type", choices=EQUIPMENT_TYPES), Filter("firm", named="firm"),
      Filter("status", choices=INSPECTION_STATUSES, condition=_inspection_condition),
      Filter("connection", choices=CONNECTION_STATES), search("q", "code", "address")),
     order="code", narrow=by_equipment("listed"))
@@ -150,9 +153,9 @@ def _visible_equipment(code: str) -> dict[str, Any]:
     return row
 
 
-def _list_page() -> Page:
+def _list_page(paged: bool = True) -> Page:
     state = _state_params()
-    page = EQUIPMENT.fetch(EQUIPMENT.parse(request.args), current_scope(), state)
+    page = EQUIPMENT.fetch(EQUIPMENT.parse(request.args, paged), current_scope(), state)
     _add_inspection(page.rows, state["as_of"])
     return page
 
@@ -174,28 +177,41 @@ def _detail_item(row: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/")
 @bp.get("/equipment")
+@accepts(*EQUIPMENT.parameters)
 def index() -> str:
     """The equipment list page."""
     page = _list_page()
     return render_template("equipment_list.html", types=EQUIPMENT_TYPES, inspection_statuses=INSPECTION_STATUSES,
                            connection_states=CONNECTION_STATES, **page.template_args("equipment.index"),
+                           csv_url=url_for("equipment.api_csv", **page.query.filters()),
                            **district_and_firm_choices(current_scope()))
 
 
 @bp.get("/equipment/<code>")
+@accepts()
 def detail(code: str) -> str:
     """One equipment's page."""
     return render_template("equipment_detail.html", e=_visible_equipment(code))
 
 
 @bp.get("/api/equipment")
+@accepts(*EQUIPMENT.parameters)
 def api_list() -> Response:
     """The equipment list as JSON: {"total", "limit", "offset", "items"}."""
     page = _list_page()
     return jsonify(page.body([_list_item(r) for r in page.rows]))
 
 
+@bp.get("/api/equipment.csv")
+@accepts(*EQUIPMENT.filter_parameters)
+def api_csv() -> Response:
+    """The whole equipment list as CSV: the fields of /api/equipment's items, with its filters."""
+    page = _list_page(paged=False)
+    return csvout.response(LIST_FIELDS, page.rows, f"equipment-{clock.today(connection()).isoformat()}.csv")
+
+
 @bp.get("/api/equipment/<code>")
+@accepts()
 def api_detail(code: str) -> Response:
     """One equipment as JSON."""
     return jsonify(_detail_item(_visible_equipment(code)))

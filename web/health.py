@@ -8,6 +8,7 @@ from psycopg_pool import PoolTimeout
 
 from semon.db import DatabaseUnavailable
 from web.db import connection
+from web.params import accepts
 
 bp = Blueprint("health", __name__)
 
@@ -16,6 +17,7 @@ HEALTH_TIMEOUT_S = 3.0
 
 
 @bp.get("/healthz")
+@accepts()
 def healthz() -> tuple[Response, int]:
     """200 {"status": "ok", "database": "ok"} when the database answers, else 503 with the reason."""
     try:

@@ -26,13 +26,23 @@ class JSONProvider(DefaultJSONProvider):
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
+def is_api_path(path: str) -> bool:
+    """Whether a URL path is the JSON API's rather than an HTML page's."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
 def is_api_request() -> bool:
     """Whether the current request is for the JSON API rather than an HTML page."""
-    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+    return is_api_path(request.path)
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The API's one error shape: {"error": {"status": N, "message": "..."}}."""
+    return {"error": {"status": status, "message": message}}
 
 
 def error_response(status: int, message: str) -> Response:
-    """The API's one error shape: {"error": {"status": N, "message": "..."}}."""
-    response = jsonify({"error": {"status": status, "message": message}})
+    """An error in the API's one shape (error_body) as a response."""
+    response = jsonify(error_body(status, message))
     response.status_code = status
     return response

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from flask import url_for
+from werkzeug.exceptions import BadRequest
 
 from semon.scope import Scope, equipment_condition, related_condition
 from web import params
@@ -17,16 +18,37 @@ from web.db import fetch_all, fetch_one
 
 Condition = tuple[str, dict[str, Any]]
 
+# The filters that name a registry entry: kind -> (table, what it is called, equipment's column referring to it).
+NAMED = {"district": ("districts", "district", "district_id"),
+         "firm": ("maintenance_firms", "maintenance firm", "firm_id")}
+
+
+def named_id(kind: str, name: str | None, scope: Scope) -> int | None:
+    """The id of the district or firm named (None for no name); one unknown, or outside the scope, is a 400, the
+    same on every endpoint."""
+    if name is None:
+        return None
+    table, what, column = NAMED[kind]
+    related, scoped = related_condition(scope, "t", column)
+    row = fetch_one(f"SELECT t.id FROM {table} t WHERE t.name = %(name)s{related}", {"name": name} | scoped)
+    if row is None:
+        # A typo must not give an empty list (or planning file) that looks like "nothing to do".
+        raise BadRequest(f"no {what} named {params.shown(name)}")
+    return row["id"]
+
 
 @dataclass(frozen=True)
 class Filter:
     """One query parameter: free text, or one of `choices` (else a 400); compared for equality with the SQL
-    expression `column`, or turned into a condition of its own by `condition(value)`."""
+    expression `column`, or turned into a condition of its own by `condition(value)`. A `named` filter names a
+    registry entry (a key of NAMED) that must exist within the scope; `absent` is the condition when not given."""
 
     name: str
     column: str | None = None
     choices: tuple[str, ...] | None = None
     condition: Callable[[str], Condition] | None = None
+    named: str | None = None
+    absent: Condition | None = None
 
     def parse(self, args: Mapping[str, str]) -> str | None:
         """The parameter's value, None when absent or empty; a value not among the choices is a 400."""
@@ -64,11 +86,15 @@ class Query:
     a value as an attribute (flt.district)."""
 
     values: Mapping[str, str | None] = field(default_factory=dict)
-    limit: int = params.DEFAULT_LIMIT
+    limit: int | None = params.DEFAULT_LIMIT  # None: every row (a CSV export)
     offset: int = 0
 
     def __getitem__(self, name: str) -> str | None:
         return self.values[name]
+
+    def filters(self) -> dict[str, str]:
+        """The query-string arguments of the filters alone (for a CSV of the whole list)."""
+        return {k: v for k, v in self.values.items() if v}
 
     def args(self, **changes: Any) -> dict[str, Any]:
         """The query-string arguments that reproduce this query, with `changes`, for links to other pages of it."""
@@ -90,9 +116,10 @@ class Page:
     def links(self, endpoint: str) -> dict[str, str | None]:
         """prev_url and next_url of the neighbouring pages at `endpoint`, None at either end."""
         q = self.query
-        prev_url = url_for(endpoint, **q.args(offset=max(q.offset - q.limit, 0))) if q.offset > 0 else None
+        limit = q.limit or len(self.rows)
+        prev_url = url_for(endpoint, **q.args(offset=max(q.offset - limit, 0))) if q.offset > 0 else None
         more = q.offset + len(self.rows) < self.total
-        return {"prev_url": prev_url, "next_url": url_for(endpoint, **q.args(offset=q.offset + q.limit)) if more
+        return {"prev_url": prev_url, "next_url": url_for(endpoint, **q.args(offset=q.offset + limit)) if more
                 else None}
 
     def template_args(self, endpoint: str) -> dict[str, Any]:
@@ -114,15 +141,33 @@ class Listing:
     order: str
     narrow: Callable[[Scope], Condition]
 
-    def parse(self, args: Mapping[str, str]) -> Query:
-        """The query string's filters, limit and offset; a bad value is a 400 naming the parameter."""
+    @property
+    def parameters(self) -> tuple[params.Param, ...]:
+        """The query parameters of a page of the listing (its filters, limit and offset), for params.accepts."""
+        return self.filter_parameters + params.PAGE
+
+    @property
+    def filter_parameters(self) -> tuple[params.Param, ...]:
+        """The query parameters of its filters alone (a CSV of the whole listing)."""
+        return tuple(params.Param(f.name) for f in self.filters)
+
+    def parse(self, args: Mapping[str, str], paged: bool = True) -> Query:
+        """The query string's filters, limit and offset (with paged=False: every row); a bad value is a 400 naming
+        the parameter."""
         values = {f.name: f.parse(args) for f in self.filters}
+        if not paged:
+            return Query(values, None, 0)
         limit, offset = params.page(args)
         return Query(values, limit, offset)
 
     def where(self, query: Query, scope: Scope) -> Condition:
-        """The WHERE clause (or "") of the query's filters and the scope, and its parameters."""
-        conditions = [f.where(query[f.name]) for f in self.filters if query[f.name] is not None]
+        """The WHERE clause (or "") of the query's filters and the scope, and its parameters; a named filter's
+        entry unknown within the scope is a 400."""
+        for f in self.filters:
+            if f.named is not None:
+                named_id(f.named, query[f.name], scope)
+        conditions = [f.where(query[f.name]) if query[f.name] is not None else f.absent for f in self.filters]
+        conditions = [c for c in conditions if c is not None]
         conditions.append(self.narrow(scope))
         values: dict[str, Any] = {}
         for _, extra in conditions:

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from flask import Blueprint, Response, abort, jsonify, request, url_for
 
+from semon import clock
 from semon.registry.fields import (
     ALL_SUBTYPES,
     ENTITIES,
@@ -18,7 +19,7 @@ from semon.registry.fields import (
     Entity,
     entity_columns,
     equipment_columns,
-    type_problems,
+    equipment_problems,
     validate_cells,
 )
 from semon.registry.upsert import update
@@ -28,6 +29,7 @@ from web.access import current_scope
 from web.db import connection, fetch_one
 from web.jsonapi import API_PREFIX
 from web.listing import Filter, Listing, by_equipment, by_related, search
+from web.params import PAGE, accepts
 
 bp = Blueprint("registry", __name__, url_prefix=API_PREFIX + "/registry")
 
@@ -85,6 +87,8 @@ def _body(fields: Mapping[str, ColumnSpec]) -> dict[str, str]:
             problems.append((name, f"unknown field (expected: {', '.join(fields)})"))
         elif value is None:
             cells[name] = ""
+        elif isinstance(value, str) and "\x00" in value:
+            problems.append((name, "contains a NUL character"))  # PostgreSQL text cannot hold one
         elif isinstance(value, str):
             cells[name] = value.strip()
         elif isinstance(value, bool):
@@ -100,7 +104,10 @@ def _body(fields: Mapping[str, ColumnSpec]) -> dict[str, str]:
 
 def _validate(fields: Mapping[str, ColumnSpec], cells: dict[str, str], partial: bool) -> dict[str, Any]:
     problems: list[tuple[str, str]] = []
-    values = validate_cells(dict(fields), cells, lambda f, r: problems.append((f, r)), partial=partial)
+    # The same rules as the CSV import's, dates after the users' today included (docs/registry-csv.md).
+    today = clock.today(connection())
+    values = validate_cells(dict(fields), cells, lambda f, r: problems.append((f, r)), partial=partial,
+                            rules=lambda v: equipment_problems(v, today))
     if values is None:
         raise Invalid(problems)
     return values
@@ -137,13 +144,15 @@ def _monitor(value: str) -> tuple[str, dict[str, Any]]:
 EQUIPMENT = Listing(
     _EQUIPMENT_SQL,
     (Filter("type", "e.type", EQUIPMENT_TYPES), Filter("subtype", "e.subtype", ALL_SUBTYPES),
-     Filter("status", "e.status", EQUIPMENT_STATUSES), Filter("district", "d.name"), Filter("firm", "f.name"),
+     Filter("status", "e.status", EQUIPMENT_STATUSES), Filter("district", "d.name", named="district"),
+     Filter("firm", "f.name", named="firm"),
      Filter("use_unit", "COALESCE(u.name, e.use_unit)"), Filter("monitor", choices=("yes", "no"), condition=_monitor),
      search("q", "e.code", "e.address")),
     order="e.code", narrow=by_equipment("e"))
 
 
 @bp.get("/equipment")
+@accepts(*EQUIPMENT.parameters)
 def equipment_list() -> Response:
     """Equipment, filtered by type, subtype, district, firm, use_unit, status, monitor (yes/no) and q (text in
     the code or address): {"total", "limit", "offset", "items"}."""
@@ -152,6 +161,7 @@ def equipment_list() -> Response:
 
 
 @bp.get("/equipment/<code>")
+@accepts()
 def equipment_item(code: str) -> Response:
     """One equipment's registry entry."""
     row = _equipment(code, current_scope())
@@ -161,6 +171,7 @@ def equipment_item(code: str) -> Response:
 
 
 @bp.post("/equipment")
+@accepts()
 def equipment_create() -> tuple[Response, int, dict[str, str]]:
     """Register an equipment; its district, use unit and firm must be registered already."""
     values = _write("code", API_EQUIPMENT_FIELDS, None)
@@ -178,14 +189,16 @@ def equipment_create() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.route("/equipment/<code>", methods=["PUT", "PATCH"])
+@accepts()
 def equipment_update(code: str) -> Response:
     """Change an equipment (PUT: every field, absent ones emptied; PATCH: the fields given)."""
     current = _equipment(code)
     if current is None:
         abort(404, description=f"no equipment with code {code!r}")
     values = _write("code", API_EQUIPMENT_FIELDS, current)
-    # A PATCH of some fields must still leave them fitting the type (a subtype of it, a grade for a vessel).
-    problems = type_problems({**current, **values})
+    # A PATCH of some fields must still leave them fitting the type and each other (a subtype of it, a grade for a
+    # vessel, commissioning not before installation).
+    problems = equipment_problems({**current, **values})
     if problems:
         raise Invalid(problems)
     conn = connection()
@@ -238,19 +251,26 @@ def _entity_row(entity: Entity, name: str, scope: Scope | None = None) -> dict[s
     return fetch_one(select + " WHERE t.name = %(name)s" + related, {"name": name} | scoped | related_values)
 
 
+# The entity lists' one filter: text in the name.
+_NAME_SEARCH = search("q", "t.name")
+
+
 @bp.get("/<kind>")
+@accepts(_NAME_SEARCH.name, *PAGE)
 def entity_list(kind: str) -> Response:
     """Firms, districts or use units, filtered by q (text in the name): {"total", "limit", "offset", "items"}."""
     entity = _entity(kind)
     scope = current_scope()
     select, scoped = _entity_select(entity, scope)
-    listing = Listing(select, (search("q", "t.name"),), order="t.name",
+    listing = Listing(select, (_NAME_SEARCH,), order="t.name",
                       narrow=by_related("t", _REFERENCING_COLUMN[entity.table]))
     page = listing.fetch(listing.parse(request.args), scope, scoped)
     return jsonify(page.body(page.rows))
 
 
-@bp.get("/<kind>/<name>")
+# A name may hold a slash ("Beta Lift / North"): the path converter takes the rest of the path as the name.
+@bp.get("/<kind>/<path:name>")
+@accepts()
 def entity_item(kind: str, name: str) -> Response:
     """One firm, district or use unit."""
     entity = _entity(kind)
@@ -261,6 +281,7 @@ def entity_item(kind: str, name: str) -> Response:
 
 
 @bp.post("/<kind>")
+@accepts()
 def entity_create(kind: str) -> tuple[Response, int, dict[str, str]]:
     """Register a firm, district or use unit."""
     entity = _entity(kind)
@@ -277,7 +298,8 @@ def entity_create(kind: str) -> tuple[Response, int, dict[str, str]]:
                     name=values["name"])
 
 
-@bp.route("/<kind>/<name>", methods=["PUT", "PATCH"])
+@bp.route("/<kind>/<path:name>", methods=["PUT", "PATCH"])
+@accepts()
 def entity_update(kind: str, name: str) -> Response:
     """Change a firm, district or use unit (PUT: every field, absent ones emptied; PATCH: the fields given)."""
     entity = _entity(kind)
