@@ -49,7 +49,9 @@ def run_demo(config: Config, config_path: str | None) -> None:
     registry = var / "registry.csv"
     # Writes the records CSV (inspection and maintenance histories) next to it: the overdue list comes from them.
     count = write_scenario_registry("demo", config.simulate_seed, registry)
-    print(f"demo fleet: {count} equipment; {import_registry_csv(config, registry)}", flush=True)
+    # The generated fleet's districts are new to an empty database.
+    print(f"demo fleet: {count} equipment; {import_registry_csv(config, registry, create_districts=True)}",
+          flush=True)
     print(f"demo records: {import_records_csv(config, records_path(registry))}", flush=True)
 
     # Ctrl-C and SIGTERM both mean "stop cleanly": the parts run in their own sessions and only we stop them.

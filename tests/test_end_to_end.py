@@ -39,7 +39,7 @@ def test_a_simulated_entrapment_becomes_an_open_hazard(config, db, tmp_path):
     scenario.write_text(SCENARIO)
     registry = tmp_path / "registry.csv"
     assert write_scenario_registry(str(scenario), 7, registry) == 1
-    import_registry_csv(config, registry)
+    import_registry_csv(config, registry, create_districts=True)
 
     ingester = Ingester(config)
     ingester.start()

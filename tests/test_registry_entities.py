@@ -7,15 +7,17 @@ import io
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+from semon import clock
 from semon.registry.csvfiles import RegistryError
 from semon.registry.exporter import export_csv
 from semon.registry.fields import DISTRICTS, EQUIPMENT_COLUMNS, FIRMS, USE_UNITS
 from semon.registry.importer import import_entity_csv, import_records_csv, import_registry_csv, parse_registry_csv
+from web.db import FROZEN_NOW
 
 EQUIPMENT = [
     ",".join(EQUIPMENT_COLUMNS),
@@ -54,12 +56,17 @@ def count(db, table: str) -> int:
     return db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
 
 
+# The records above were done by 20 November 2026 (Shanghai time).
+RECORDS_DONE = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+
 def import_all(config, tmp_path: Path) -> list[str]:
-    return [import_entity_csv(config, DISTRICTS, write(tmp_path, "districts.csv", DISTRICTS_CSV)),
-            import_entity_csv(config, FIRMS, write(tmp_path, "firms.csv", FIRMS_CSV)),
-            import_entity_csv(config, USE_UNITS, write(tmp_path, "use_units.csv", USE_UNITS_CSV)),
-            import_registry_csv(config, write(tmp_path, "equipment.csv", EQUIPMENT)),
-            import_records_csv(config, write(tmp_path, "records.csv", RECORDS_CSV), today=date(2026, 11, 20))]
+    with clock.frozen(RECORDS_DONE):
+        return [import_entity_csv(config, DISTRICTS, write(tmp_path, "districts.csv", DISTRICTS_CSV)),
+                import_entity_csv(config, FIRMS, write(tmp_path, "firms.csv", FIRMS_CSV)),
+                import_entity_csv(config, USE_UNITS, write(tmp_path, "use_units.csv", USE_UNITS_CSV)),
+                import_registry_csv(config, write(tmp_path, "equipment.csv", EQUIPMENT)),
+                import_records_csv(config, write(tmp_path, "records.csv", RECORDS_CSV))]
 
 
 def test_every_entity_imports_and_reimporting_changes_nothing(config, db, tmp_path):
@@ -93,6 +100,9 @@ def test_export_then_import_round_trips(config, db, tmp_path):
         out = io.StringIO()
         export_csv(config, what, out)
         exported[what] = out.getvalue()
+    # Each starts with the BOM, so that Excel reads the Chinese names as UTF-8.
+    assert {what: text[0] for what, text in exported.items()} == dict.fromkeys(exported, "\ufeff")
+    exported = {what: text[1:] for what, text in exported.items()}
     equipment = exported["equipment"].splitlines()
     assert equipment[0] == ",".join(EQUIPMENT_COLUMNS)
     assert equipment[1] == ('BL-0001,boiler,Minhang District,"9 Hongqiao Rd, boiler house",Dye Works,Heat Safe Co,'
@@ -102,10 +112,10 @@ def test_export_then_import_round_trips(config, db, tmp_path):
     assert exported["firms"].splitlines()[1] == 'Heat Safe Co,021-6666,,Zhao Min,,"1 Jinke Rd, Pudong",'
     assert exported["use_units"].splitlines() == USE_UNITS_CSV
     before = db.execute("SELECT * FROM equipment ORDER BY code").fetchall()
-    paths = {what: write(tmp_path, f"export-{what}.csv", text.splitlines()) for what, text in exported.items()}
+    paths = {what: write(tmp_path, f"export-{what}.csv", ["\ufeff" + text]) for what, text in exported.items()}
     assert import_registry_csv(config, paths["equipment"]).startswith("3 equipment: 0 new, 0 updated, 3 unchanged")
-    assert import_records_csv(config, paths["records"], today=date(2026, 11, 20)).endswith(
-        "0 new, 0 updated, 6 unchanged")
+    with clock.frozen(RECORDS_DONE):
+        assert import_records_csv(config, paths["records"]).endswith("0 new, 0 updated, 6 unchanged")
     for entity in (FIRMS, DISTRICTS, USE_UNITS):
         assert import_entity_csv(config, entity, paths[entity.name]).endswith("0 new, 0 updated, 2 unchanged")
     assert db.execute("SELECT * FROM equipment ORDER BY code").fetchall() == before
@@ -137,9 +147,10 @@ def test_bad_equipment_rows_are_each_reported_and_nothing_is_imported(config, db
         "ES-0002,escalator,Xuhui District,,,,,,,,,,,,,,escalator,,,,,,,,",
     ])
     with pytest.raises(RegistryError) as failure:
-        import_registry_csv(config, path)
+        import_registry_csv(config, path, create_districts=True)
+    assert str(failure.value) == "7 problems in 3 rows"
     assert failure.value.problems == [
-        "line 3: column on_demand_maintenance: 'maybe' is not true or false (or yes/no, 1/0)",
+        "line 3: column on_demand_maintenance: 'maybe' is not true or false (or yes/no, 是/否, 1/0)",
         "line 3: column maintenance_cycle_days: '0' must be greater than 0",
         "line 3: column subtype: 'steam' is not a subtype of elevator (one of traction, hydraulic)",
         "line 4: column safety_grade: '7' is not a safety grade (1 to 5)",
@@ -155,15 +166,59 @@ def test_equipment_fields_that_do_not_fit_the_type_are_reported(tmp_path):
         EQUIPMENT[0],
         "EL-0002,elevator,Xuhui District,,,,,,,,,,,,,,steam,,,,,,,,",
         "BL-0002,boiler,Minhang District,,,,,,,,,,,,,,,,,,,2,true,,2020-01-01",
+        # Ratings of another type: a lift's speed, load and floors on a boiler, a boiler's on a lift and a vessel.
+        "BL-0003,boiler,Minhang District,,,,,,,1.75,1000,18,1.25,4,,,,,,,,,,,",
+        "EL-0003,elevator,Xuhui District,,,,,,,1.75,1000,18,1.6,4,,,,,,,,,,,",
+        "ES-0003,escalator,Xuhui District,,,,,,,0.5,,3,,,,,,,,,,,,,",
+        "PV-0003,pressure_vessel,Minhang District,,,,,,,,,,1.6,10,,,,,,,,,,,",
     ])
     with pytest.raises(RegistryError) as failure:
-        parse_registry_csv(path)
+        parse_registry_csv(path, date(2026, 3, 15))
     assert failure.value.problems == [
         "line 2: column subtype: 'steam' is not a subtype of elevator (one of traction, hydraulic)",
         "line 3: column safety_grade: applies only to pressure_vessel, not to boiler",
         "line 3: column on_demand_maintenance: applies only to elevator, escalator, not to boiler",
         "line 3: column governor_install_date: applies only to elevator, not to boiler",
+        "line 4: column rated_speed_mps: applies only to elevator, escalator, not to boiler",
+        "line 4: column rated_load_kg: applies only to elevator, not to boiler",
+        "line 4: column floors: applies only to elevator, not to boiler",
+        "line 5: column rated_pressure_mpa: applies only to boiler, pressure_vessel, not to elevator",
+        "line 5: column rated_capacity_tph: applies only to boiler, not to elevator",
+        "line 6: column floors: applies only to elevator, not to escalator",
+        "line 7: column rated_capacity_tph: applies only to boiler, not to pressure_vessel",
     ]
+
+
+def test_the_json_api_refuses_what_the_csv_import_refuses(app, client, config, db, tmp_path):
+    db.execute("INSERT INTO districts (name) VALUES ('Minhang District'), ('Xuhui District')")
+    # 00:30 on 15 March in Shanghai, still the 14th in UTC: the users' day decides what is in the future.
+    at = datetime(2026, 3, 14, 16, 30, tzinfo=UTC)
+    app.config[FROZEN_NOW] = at
+    # The same bad boiler through both doors gives the same reasons.
+    boiler = {"code": "BL-9", "type": "boiler", "district": "Minhang District", "install_date": "2026-03-16",
+              "rated_speed_mps": "1.75", "rated_load_kg": "1000", "floors": "18", "rated_pressure_mpa": "1.25"}
+    api = client.post("/api/registry/equipment", json=boiler)
+    assert api.status_code == 400
+    reasons = [(p["field"], p["reason"]) for p in api.get_json()["error"]["problems"]]
+    assert reasons == [("rated_speed_mps", "applies only to elevator, escalator, not to boiler"),
+                       ("rated_load_kg", "applies only to elevator, not to boiler"),
+                       ("floors", "applies only to elevator, not to boiler"),
+                       ("install_date", "2026-03-16 is in the future")]
+    path = write(tmp_path, "boiler.csv", [",".join(boiler), ",".join(boiler.values())])
+    with clock.frozen(at), pytest.raises(RegistryError) as failure:
+        import_registry_csv(config, path)
+    assert failure.value.problems == [f"line 2: column {field}: {reason}" for field, reason in reasons]
+    # A PATCH must leave the whole equipment fitting its type and its own dates.
+    lift = {"code": "EL-9", "type": "elevator", "district": "Xuhui District", "install_date": "2008-05-01",
+            "floors": 18}
+    assert client.post("/api/registry/equipment", json=lift).status_code == 201
+    for change, problems in (
+            ({"type": "boiler"}, [{"field": "floors", "reason": "applies only to elevator, not to boiler"}]),
+            ({"commissioning_date": "2008-04-30"},
+             [{"field": "commissioning_date", "reason": "2008-04-30 is before the install_date 2008-05-01"}])):
+        refused = client.patch("/api/registry/equipment/EL-9", json=change)
+        assert (refused.status_code, refused.get_json()["error"]["problems"]) == (400, problems)
+    assert count(db, "equipment") == 1
 
 
 @pytest.mark.parametrize(("entity", "lines", "problems"), [
@@ -202,13 +257,16 @@ def test_the_registry_command_imports_exports_and_reports_bad_rows(db_url, db, t
     good = semon("import", "use-units", str(write(tmp_path, "u.csv", USE_UNITS_CSV)))
     assert (good.returncode, good.stdout) == (0, "2 use units: 2 new, 0 updated, 0 unchanged\n")
     exported = semon("export", "use-units")
-    assert exported.returncode == 0 and exported.stdout.splitlines()[0] == USE_UNITS_CSV[0]
+    assert exported.returncode == 0 and exported.stdout.splitlines()[0] == "\ufeff" + USE_UNITS_CSV[0]
     out = tmp_path / "out.csv"
     assert semon("export", "use-units", str(out)).stderr == f"wrote 2 use-units row(s) to {out}\n"
-    assert out.read_text(encoding="utf-8") == exported.stdout
+    assert out.read_bytes() == exported.stdout.encode("utf-8") and out.read_bytes().startswith(b"\xef\xbb\xbf")
     bad = write(tmp_path, "d.csv", ["name,admin_code", "X,1"])
     failed = semon("import", "districts", str(bad))
     assert failed.returncode == 1
     assert failed.stderr.splitlines() == [f"{bad}:line 2: column admin_code: '1' is not a six-digit division code",
-                                          "Error: 1 bad row(s); nothing was imported"]
+                                          "Error: 1 problem in 1 row; nothing was imported"]
     assert count(db, "districts") == 0
+    misplaced = semon("import", "districts", str(bad), "--create-districts")
+    assert (misplaced.returncode, misplaced.stderr.splitlines()[-1]) == (
+        2, "Error: --create-districts applies only to the equipment file")

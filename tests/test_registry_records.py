@@ -133,7 +133,7 @@ def test_records_round_trip_through_the_import_and_drive_the_overdue_scan(config
     assert records.name == "registry-records.csv"
     rows = read_rows(records)
     assert tuple(rows[0]) == RECORD_COLUMNS
-    import_registry_csv(config, registry)
+    import_registry_csv(config, registry, create_districts=True)
     summary = import_records_csv(config, records)
     # The registry's last_inspection_on rows are already there; the records fill in who, what and found what.
     equipment = len(read_rows(registry))
@@ -160,7 +160,7 @@ def test_records_round_trip_through_the_import_and_drive_the_overdue_scan(config
 
 def test_reimporting_the_same_records_changes_nothing(config, db, tmp_path):
     registry, records = write_demo(tmp_path)
-    import_registry_csv(config, registry)
+    import_registry_csv(config, registry, create_districts=True)
     first = import_records_csv(config, records)
     before = db.execute(STORED).fetchall()
     ids = db.execute("SELECT max(id) AS i FROM inspections").fetchone()["i"]
@@ -189,7 +189,7 @@ def register(config, tmp_path: Path) -> None:
     path.write_text("code,type,district,maintenance_firm,install_date,commissioning_date\n"
                     "EL-1,elevator,Xuhui District,Shenghui Lifts,2004-03-01,2004-05-10\n"
                     "BL-1,boiler,Xuhui District,Heat Safe Co,2019-10-10,\n", encoding="utf-8")
-    import_registry_csv(config, path)
+    import_registry_csv(config, path, create_districts=True)
 
 
 GOOD = [
@@ -247,7 +247,7 @@ def test_next_due_follows_the_safety_grade_the_governor_date_and_the_configured_
                     date(2026, 1, 31)) == date(2026, 7, 31)
 
 
-def test_bad_rows_are_reported_with_line_column_and_reason_and_nothing_is_imported(config, db, tmp_path):
+def test_every_problem_of_a_file_is_reported_in_one_pass_and_nothing_is_imported(config, db, tmp_path):
     register(config, tmp_path)
     path = write(tmp_path, GOOD[0],
                  "EL-1,annual_party,2025-02-30,ok,,,,",
@@ -255,9 +255,14 @@ def test_bad_rows_are_reported_with_line_column_and_reason_and_nothing_is_import
                  ",,,,,,,",
                  "EL-1,periodic_inspection,2025-05-06,pass,,,,",
                  "EL-1,maintenance,2025-06-01,pass,Shenghui Lifts",
-                 GOOD[1])
+                 GOOD[1],
+                 # Valid on their own, but naming equipment the registry lacks, or a check that does not apply.
+                 "EL-9,maintenance,2025-05-20,pass,,,,",
+                 "BL-1,maintenance,2025-05-20,pass,,,,",
+                 "EL-9,rescue_drill,2025-05-20,ok,,,,")
     with pytest.raises(RegistryError) as failure:
         import_records_csv(config, path)
+    assert str(failure.value) == "12 problems in 7 rows"
     assert failure.value.problems == [
         "line 3: column check: 'annual_party' is not one of periodic_inspection, internal_inspection, "
         "governor_calibration, rescue_drill, water_quality_test, safety_valve_calibration, "
@@ -269,14 +274,10 @@ def test_bad_rows_are_reported_with_line_column_and_reason_and_nothing_is_import
         "line 4: column defects: is required when the result is fail",
         "line 6: column date: periodic_inspection of EL-1 on 2025-05-06 already on line 2",
         "line 7: expected 8 columns, found 5",
-    ]
-    # A file valid on its own can still name equipment the registry lacks, or a check that does not apply.
-    path = write(tmp_path, GOOD[0], "EL-9,maintenance,2025-05-20,pass,,,,", "BL-1,maintenance,2025-05-20,pass,,,,")
-    with pytest.raises(RegistryError) as failure:
-        import_records_csv(config, path)
-    assert failure.value.problems == [
-        "line 3: column code: no equipment 'EL-9' in the registry (import the equipment CSV first)",
-        "line 4: column check: maintenance does not apply to boiler BL-1 (only to elevator, escalator)",
+        "line 9: column code: no equipment 'EL-9' in the registry (import the equipment CSV first)",
+        "line 10: column check: maintenance does not apply to boiler BL-1 (only to elevator, escalator)",
+        "line 11: column result: 'ok' is not one of pass, pass_after_rectification, fail",
+        "line 11: column code: no equipment 'EL-9' in the registry (import the equipment CSV first)",
     ]
     assert db.execute("SELECT count(*) AS n FROM inspections").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM maintenance_records").fetchone()["n"] == 0
@@ -297,7 +298,7 @@ def test_a_failed_record_is_due_by_its_rectification_deadline_which_round_trips(
     out = io.StringIO()
     assert export_csv(config, "records", out) == 2
     exported = out.getvalue().splitlines()
-    assert exported[0] == ",".join(RECORD_COLUMNS) and failed in exported
+    assert exported[0] == "\ufeff" + ",".join(RECORD_COLUMNS) and failed in exported
     path = tmp_path / "exported.csv"
     path.write_text(out.getvalue(), encoding="utf-8")
     assert import_records_csv(config, path).endswith(": 0 new, 0 updated, 2 unchanged")
@@ -325,7 +326,7 @@ def test_rectify_by_is_only_for_a_failed_record_and_not_before_it(config, db, tm
 
 def test_a_wrong_records_header_is_reported(tmp_path):
     with pytest.raises(RegistryError) as failure:
-        parse_records_csv(write(tmp_path, "EL-1,x,2025-01-01,pass", header="code,kind,date,result"))
+        parse_records_csv(write(tmp_path, "EL-1,x,2025-01-01,pass", header="code,kind,date,result"), DAY)
     assert failure.value.problems == [
         f"line 1: missing column 'check' (expected: {','.join(RECORD_COLUMNS)})",
         f"line 1: unknown column 'kind' (expected: {','.join(RECORD_COLUMNS)})",
@@ -340,7 +341,7 @@ def test_the_import_records_command_lists_each_bad_row_and_exits_non_zero(config
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"{path}:line 3: column result: is required",
-                                          "Error: 1 bad row(s); nothing was imported"]
+                                          "Error: 1 problem in 1 row; nothing was imported"]
     assert db.execute("SELECT count(*) AS n FROM inspections").fetchone()["n"] == 0
     path = write(tmp_path, *GOOD)
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
@@ -375,7 +376,7 @@ def test_in_the_demo_only_the_chosen_equipment_is_overdue_and_only_for_its_chose
     fleet = build_fleet(scenario, 7, today)
     registry = tmp_path / "registry.csv"
     write_registry_csv(fleet, registry, today)
-    import_registry_csv(config, registry)
+    import_registry_csv(config, registry, create_districts=True)
     import_records_csv(config, records_path(registry))
 
     late_maintenance = {e.code for e in fleet if e.status == "in_use" and e.last_maintenance_on is not None

@@ -82,14 +82,15 @@ def _grade(text: str) -> int:
     return int(text)
 
 
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+# 是/否 as Chinese spreadsheets write them.
+_BOOLEANS = {"true": True, "yes": True, "1": True, "是": True, "false": False, "no": False, "0": False, "否": False}
 
 
 def _boolean(text: str) -> bool:
     try:
         return _BOOLEANS[text.lower()]
     except KeyError:
-        raise ValueError(f"{text!r} is not true or false (or yes/no, 1/0)") from None
+        raise ValueError(f"{text!r} is not true or false (or yes/no, 是/否, 1/0)") from None
 
 
 _phone = _pattern(r"\+?[0-9][0-9 ()/,#*-]{2,39}", "a phone number (digits, spaces, + ( ) - / , # *)")
@@ -148,9 +149,13 @@ EQUIPMENT_COLUMNS = tuple(EQUIPMENT_FIELDS)
 # The first version's columns, which the simulators write.
 COLUMNS = EQUIPMENT_COLUMNS[:EQUIPMENT_COLUMNS.index("commissioning_date") + 1]
 
-# Fields that only some types of equipment have.
-_ONLY_FOR = {"safety_grade": ("pressure_vessel",), "on_demand_maintenance": ("elevator", "escalator"),
+# Fields that only some types of equipment have (docs/registry-csv.md), in column order: the one table of them.
+_ONLY_FOR = {"rated_speed_mps": ("elevator", "escalator"), "rated_load_kg": ("elevator",), "floors": ("elevator",),
+             "rated_pressure_mpa": ("boiler", "pressure_vessel"), "rated_capacity_tph": ("boiler",),
+             "safety_grade": ("pressure_vessel",), "on_demand_maintenance": ("elevator", "escalator"),
              "maintenance_cycle_days": ("elevator", "escalator"), "governor_install_date": ("elevator",)}
+# Dates of what has happened: one after today is a typing mistake.
+_PAST_DATES = ("install_date", "commissioning_date", "governor_install_date", "last_inspection_on")
 
 
 def type_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -164,6 +169,20 @@ def type_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
     for field, types in _ONLY_FOR.items():
         if values.get(field) and values["type"] not in types:
             found.append((field, f"applies only to {', '.join(types)}, not to {values['type']}"))
+    return found
+
+
+def equipment_problems(values: dict[str, Any], today: date | None = None) -> list[tuple[str, str]]:
+    """(field, reason) for each field of an equipment that does not fit its type or its other fields, or (when
+    `today` is given) is a date after today."""
+    found = type_problems(values)
+    installed, commissioned = values.get("install_date"), values.get("commissioning_date")
+    # Put into service (投入使用) after the acceptance inspection of the installed equipment, never before.
+    if installed and commissioned and commissioned < installed:
+        found.append(("commissioning_date", f"{commissioned} is before the install_date {installed}"))
+    if today is not None:
+        found += [(field, f"{values[field]} is in the future") for field in _PAST_DATES
+                  if values.get(field) and values[field] > today]
     return found
 
 
@@ -295,19 +314,17 @@ def record_problems(values: dict[str, Any], today: date) -> list[tuple[str, str]
 Rules = Callable[[dict[str, Any]], list[tuple[str, str]]]
 
 
-def validate_cells(fields: dict[str, ColumnSpec], cells: dict[str, str], problem: Callable[[str, str], None],
-                   partial: bool = False, rules: Rules = type_problems) -> dict[str, Any] | None:
+def parse_cells(fields: dict[str, ColumnSpec], cells: dict[str, str], problem: Callable[[str, str], None],
+                partial: bool = False, rules: Rules = equipment_problems) -> dict[str, Any]:
     """Parse the given cells (text) by their fields, then check `rules` between the parsed values (by default
-    the equipment type's); each problem goes to `problem` (field, reason). Required fields must be given unless
-    `partial` (an update of some fields). None if any was bad."""
+    the equipment's, without the dates' check against today); each problem goes to `problem` (field, reason).
+    Required fields must be given unless `partial` (an update of some fields). Returns the values that parsed."""
     values: dict[str, Any] = {}
-    bad = False
     for name, text in cells.items():
         spec = fields[name]
         if not text:
             if spec.required:
                 problem(name, "is required")
-                bad = True
             else:
                 values[name] = spec.empty
             continue
@@ -315,13 +332,23 @@ def validate_cells(fields: dict[str, ColumnSpec], cells: dict[str, str], problem
             values[name] = spec.parse(text)
         except ValueError as exc:
             problem(name, str(exc))
-            bad = True
     if not partial:
         for name, spec in fields.items():
             if spec.required and name not in cells:
                 problem(name, "is required")
-                bad = True
     for field, reason in rules(values):
         problem(field, reason)
-        bad = True
+    return values
+
+
+def validate_cells(fields: dict[str, ColumnSpec], cells: dict[str, str], problem: Callable[[str, str], None],
+                   partial: bool = False, rules: Rules = equipment_problems) -> dict[str, Any] | None:
+    """`parse_cells`, or None if any cell or rule was bad."""
+    bad = []
+
+    def noted(field: str, reason: str) -> None:
+        bad.append(field)
+        problem(field, reason)
+
+    values = parse_cells(fields, cells, noted, partial, rules)
     return None if bad else values
