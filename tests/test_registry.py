@@ -214,3 +214,11 @@ def test_a_file_in_another_encoding_is_refused_with_how_to_save_it(tmp_path, con
     with pytest.raises(RegistryError) as failure:
         parse_registry_csv(path, date(2026, 3, 15))
     assert failure.value.problems == [problem]
+
+
+def test_a_nul_character_in_a_text_cell_is_refused_with_its_cell_named(config, db, tmp_path):
+    path = write(tmp_path, GOOD[0].replace("1 Tianyaoqiao Rd", "1 Tianyaoqiao\x00 Rd"))
+    with pytest.raises(RegistryError) as failure:
+        import_registry_csv(config, path, create_districts=True)
+    assert failure.value.problems == ["line 2: column address: contains a NUL character"]
+    assert db.execute("SELECT count(*) AS n FROM equipment").fetchone()["n"] == 0

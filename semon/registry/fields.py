@@ -62,6 +62,8 @@ def _code(text: str) -> str:
 def _text(text: str) -> str:
     if len(text) > MAX_TEXT:
         raise ValueError(f"is longer than {MAX_TEXT} characters")
+    if "\x00" in text:  # PostgreSQL text cannot hold it: refuse it here, with the cell named
+        raise ValueError("contains a NUL character")
     return text
 
 
