@@ -18,6 +18,12 @@ class IngestMetrics:
         self.statuses = Counter("semon_ingest_statuses", "Status messages applied", registry=r)
         self.dead_lettered = Counter("semon_ingest_dead_lettered", "Messages kept in the dead-letter table",
                                      ["reason"], registry=r)
+        self.fields_refused = Counter("semon_ingest_fields_refused",
+                                      "Telemetry values that cannot be true, refused and kept in rejected_fields",
+                                      registry=r)
+        self.fields_misspelt = Counter("semon_ingest_fields_misspelt",
+                                       "Unknown telemetry fields named like a contract field, kept in extra and "
+                                       "reported in rejected_fields", registry=r)
         self.batch_size = Histogram("semon_ingest_batch_size", "Messages per committed transaction",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000), registry=r)
         self.commit_seconds = Histogram("semon_ingest_commit_seconds", "Time to write and commit one batch",

@@ -249,6 +249,8 @@ class Ingester:
         m.stored.inc(result.stored)
         m.duplicates.inc(result.duplicates)
         m.statuses.inc(result.statuses)
+        m.fields_refused.inc(result.fields_refused)
+        m.fields_misspelt.inc(result.fields_misspelt)
         for item in parsed:
             if isinstance(item, Rejected):
                 m.dead_lettered.labels(item.category).inc()
@@ -318,9 +320,10 @@ def run_ingester(config: Config) -> None:
         if now - last_at < 60:
             continue
         minutes = (now - last_at) / 60
-        log.info("last minute: stored %.0f/s, duplicates %.0f/min, dead letters %.0f/min; buffer %d",
-                 (totals.stored - last.stored) / (now - last_at), (totals.duplicates - last.duplicates) / minutes,
-                 (totals.dead_lettered - last.dead_lettered) / minutes, ingester.buffer.qsize())
+        log.info("last minute: stored %.0f/s, duplicates %.0f/min, dead letters %.0f/min, refused fields %.0f/min; "
+                 "buffer %d", (totals.stored - last.stored) / (now - last_at),
+                 (totals.duplicates - last.duplicates) / minutes, (totals.dead_lettered - last.dead_lettered) / minutes,
+                 (totals.fields_refused - last.fields_refused) / minutes, ingester.buffer.qsize())
         last_at, last = now, WriteResult(**{f.name: getattr(totals, f.name) for f in fields(WriteResult)})
     ingester.stop()
     if ingester.failed.is_set():

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import scalar_row
 from psycopg.types.json import Jsonb
 
 from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
-from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table
+from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table, topic
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
+_REJECTED_FIELD_COLUMNS = ", ".join(("ts", "equipment_id", "topic", "seq", "field", "value", "reason", "stored"))
 
 # Per equipment: the newest ts and, for each field, its value in the newest row that has it (nulls mean "not
 # sent"). Typed aggregates per column cost the server a third of jsonb_each + jsonb_object_agg (measured).
@@ -58,6 +60,8 @@ class WriteResult:
     duplicates: int = 0      # telemetry/events already stored (redeliveries)
     dead_lettered: int = 0
     statuses: int = 0
+    fields_refused: int = 0  # values that cannot be true, not stored (rejected_fields)
+    fields_misspelt: int = 0  # unknown fields named like a contract field, kept in extra (rejected_fields)
 
     def add(self, other: WriteResult) -> None:
         """Add another result's counts to this one."""
@@ -65,6 +69,8 @@ class WriteResult:
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.statuses += other.statuses
+        self.fields_refused += other.fields_refused
+        self.fields_misspelt += other.fields_misspelt
 
 
 class DatabaseLookup(Lookup):
@@ -127,19 +133,24 @@ class BatchWriter:
                 ).format(sql.Identifier("stage_" + table), sql.Identifier(table)))
             self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events INCLUDING DEFAULTS) "
                               "ON COMMIT DELETE ROWS")
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_rejected_fields "
+                              "(LIKE rejected_fields INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_state (equipment_id integer, status text, "
                               "last_ts timestamptz, last_values jsonb) ON COMMIT DELETE ROWS")
 
     def write(self, batch: Sequence[Parsed]) -> WriteResult:
-        """Store telemetry, events, statuses and dead letters of the batch in one transaction."""
+        """Store telemetry, events, statuses, dead letters and rejected fields of the batch in one transaction."""
         result = WriteResult()
         telemetry: dict[str, list[Telemetry]] = {}
+        flagged: list[Telemetry] = []  # telemetry with fields in rejected_fields
         events: list[Event] = []
         statuses: list[Status] = []
         rejected: list[Rejected] = []
         for item in batch:
             if isinstance(item, Telemetry):
                 telemetry.setdefault(item.equipment.type, []).append(item)
+                if item.problems:
+                    flagged.append(item)
             elif isinstance(item, Event):
                 events.append(item)
             elif isinstance(item, Status):
@@ -158,6 +169,10 @@ class BatchWriter:
             if rejected:
                 self._insert_dead_letters(rejected)
                 result.dead_lettered = len(rejected)
+            if flagged:
+                stored = self._insert_rejected_fields(flagged)
+                result.fields_misspelt = sum(stored)
+                result.fields_refused = len(stored) - result.fields_misspelt
             self._update_state(telemetry, events, statuses)
             result.statuses = len(statuses)
         return result
@@ -192,6 +207,20 @@ class BatchWriter:
         with self.conn.cursor() as cur, cur.copy("COPY dead_letter (topic, payload, reason) FROM STDIN") as copy:
             for r in rejected:
                 copy.write_row((r.topic, r.payload, r.reason))
+
+    def _insert_rejected_fields(self, flagged: list[Telemetry]) -> list[bool]:
+        # Through staging like telemetry, so that a redelivered message reports its fields once; returns the
+        # `stored` flag of each row new to the table.
+        with self.conn.cursor(row_factory=scalar_row) as cur:
+            with cur.copy(f"COPY stage_rejected_fields ({_REJECTED_FIELD_COLUMNS}) FROM STDIN") as copy:
+                for row in flagged:
+                    where = topic(row.equipment.type, row.equipment.code, "telemetry")
+                    for p in row.problems:
+                        copy.write_row((row.ts, row.equipment.id, where, row.seq, p.field, Jsonb(p.value), p.reason,
+                                        p.stored))
+            cur.execute(f"INSERT INTO rejected_fields ({_REJECTED_FIELD_COLUMNS}) SELECT {_REJECTED_FIELD_COLUMNS} "
+                        "FROM stage_rejected_fields ON CONFLICT DO NOTHING RETURNING stored")
+            return cur.fetchall()
 
     def _update_state(self, telemetry: dict[str, list[Telemetry]], events: list[Event],
                       statuses: list[Status]) -> None:

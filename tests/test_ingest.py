@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -62,7 +63,10 @@ def test_it_stores_a_redelivered_message_once(db, ingester, publisher):
     ("sem/v1/elevator/EL-0003/telemetry", b"\x00not json at all", "payload is not JSON"),
     ("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 1, "floor": "third"}, "field floor must be an integer"),
     ("sem/v1/elevator/EL-9999/telemetry", {"ts": TS, "seq": 1, "floor": 3}, "unknown equipment 'EL-9999'"),
-    ("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 1, "run_count": 2**70}, "run_count"),
+    ("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 1, "floor": 2.5, "occupied": "yes"},
+     'field floor must be an integer, got 2.5; field occupied must be true or false, got "yes"'),
+    ("sem/v1/elevator/EL-0003/telemetry", {"ts": 1795341600, "seq": 1, "floor": 3},
+     "ts 1795341600 is epoch seconds (as milliseconds it falls in 1970): send epoch milliseconds or RFC 3339"),
 ])
 def test_it_dead_letters_bad_messages_and_keeps_running(db, ingester, publisher, topic, payload, reason):
     register_equipment(db, "EL-0003")
@@ -76,6 +80,38 @@ def test_it_dead_letters_bad_messages_and_keeps_running(db, ingester, publisher,
     publisher.publish("sem/v1/elevator/EL-0003/telemetry", {"ts": TS, "seq": 2, "floor": 4})
     wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 2") == 1,
                message="a good message after the bad one")
+
+
+def test_an_impossible_value_is_refused_alone_and_a_misspelt_field_reported_both_where_the_vendor_sees_them(
+        db, ingester, publisher):
+    eid = register_equipment(db, "EL-0007")
+    topic = "sem/v1/elevator/EL-0007/telemetry"
+    message = {"ts": TS, "seq": 5, "floor": 7, "load_pct": -12.5, "speed_ms": 1.6, "door": "closed"}
+    publisher.publish(topic, message)
+    publisher.publish(topic, message)  # a QoS 1 redelivery reports its fields once
+    publisher.publish(topic, {"ts": TS, "seq": 6, "floor": 8})
+    wait_until(lambda: count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 6") == 1,
+               message="the message after the redelivery")
+    row = db.execute("SELECT floor, door, load_pct, extra FROM telemetry_elevator WHERE seq = 5").fetchone()
+    assert row == {"floor": 7, "door": "closed", "load_pct": None, "extra": {"speed_ms": 1.6}}
+    reported = db.execute("SELECT ts, equipment_id, topic, seq, field, value, reason, stored FROM rejected_fields "
+                          "ORDER BY field").fetchall()
+    ts = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
+    assert reported == [
+        {"ts": ts, "equipment_id": eid, "topic": topic, "seq": 5, "field": "load_pct", "value": -12.5,
+         "reason": "field load_pct must be between 0 and 300, got -12.5 (a load is never negative, and a car's "
+                   "floor area keeps it far below 3 times its rated load)", "stored": False},
+        {"ts": ts, "equipment_id": eid, "topic": topic, "seq": 5, "field": "speed_ms", "value": 1.6,
+         "reason": "unknown field; did you mean speed_mps?", "stored": True},
+    ]
+    assert count(db, "SELECT count(*) AS n FROM dead_letter") == 0
+    # Neither the refused value nor the misspelt field reaches the equipment's latest state.
+    state = db.execute("SELECT last_values FROM equipment_state WHERE equipment_id = %s", (eid,)).fetchone()
+    assert state["last_values"] == {"floor": 8, "door": "closed"}
+    wait_until(lambda: (ingester.totals.fields_refused, ingester.totals.fields_misspelt) == (1, 1),
+               message="the refused and misspelt fields counted once")
+    samples = {s.name: s.value for m in ingester.metrics.registry.collect() for s in m.samples}
+    assert (samples["semon_ingest_fields_refused_total"], samples["semon_ingest_fields_misspelt_total"]) == (1, 1)
 
 
 def test_it_stores_events_and_status(db, ingester, publisher):
@@ -118,7 +154,7 @@ def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch
     first.stop()
     topic = "sem/v1/elevator/EL-0006/telemetry"
     for seq in range(20):  # queued in the session while no ingester runs: they arrive as one batch
-        extra = {"note": "door\u0000sensor"} if seq == 7 else {}
+        extra = {"note": "door\u0000sensor"} if seq == 7 else {"load_pct": -1} if seq == 3 else {}
         publisher.publish(topic, {"ts": TS, "seq": seq, "floor": seq % 10} | extra)
     second = Ingester(config)
     second.start()
@@ -132,3 +168,6 @@ def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch
     assert dead["reason"].startswith("database refused the values")
     assert b'"seq":7' in bytes(dead["payload"]).replace(b" ", b"")
     assert count(db, "SELECT count(*) AS n FROM telemetry_elevator WHERE seq = 7") == 0
+    # The refused field of another message of the batch is kept once: its first write was rolled back with the batch.
+    assert db.execute("SELECT seq, field, value FROM rejected_fields").fetchall() == [
+        {"seq": 3, "field": "load_pct", "value": -1}]
