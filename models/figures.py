@@ -1,5 +1,5 @@
-"""The regulator's figures: overdue rate, remote-monitoring coverage, old elevators, and the planning lists
-(docs/compliance-figures.md).
+"""The regulator's figures: the overdue rate of each check (超期未检率 is the periodic inspection's), remote-monitoring
+coverage, old elevators, and the planning lists (docs/compliance-figures.md).
 
 Everything is aggregated in SQL over models.compliance.STATUS_SQL (one row per equipment and check), so a
 figure over 100,000 equipment costs one pass of the status query. Only in-use equipment counts: suspended and
@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from models.compliance import STATUS_SQL
+from models.compliance import RULE_TABLE, STATUS_SQL
 from semon.scope import Scope, equipment_condition
 from semon.vocabulary import COMPLIANCE_STATUSES, EQUIPMENT_TYPES
 
@@ -30,6 +30,10 @@ COVERAGE_WINDOW = timedelta(hours=24)
 # What inspection planning looks at by default; never-recorded checks can be asked for explicitly.
 PLANNING_STATUSES = ("overdue", "due_soon")
 GROUPS = ("district", "type", "overall")
+# Every check of the rule table, in its order. 超期未检 (and its rate, the one regulators quote) is the periodic
+# inspection's alone; each other check has a figure of its own (docs/compliance-figures.md).
+CHECKS = tuple(dict.fromkeys(check for _, check, _ in RULE_TABLE))
+PERIODIC_INSPECTION = "periodic_inspection"
 LIST_COLUMNS = ("code", "type", "district", "address", "use_unit", "firm", "check", "last_done", "due", "status",
                 "days_overdue")
 OLD_ELEVATOR_COLUMNS = ("code", "district", "address", "use_unit", "firm", "install_date", "years_in_service")
@@ -47,26 +51,27 @@ _CHECKS = "{checks}"
 _SCOPE_ALIASES = ("e", "c", "h")
 _EVERYTHING = Scope.everything()
 
-# One row per in-use equipment: whether any of its checks is overdue (the equipment is then overdue) or was
-# never recorded. Equipment with no applicable check at all is in use and not overdue.
-_FLAGS = _CHECKS + """,
-flags AS (
-    SELECT equipment_id,
-           bool_or(status = 'overdue') AS overdue,
-           bool_or(status = 'never_recorded') AS never_recorded
-      FROM checks GROUP BY equipment_id)"""
-
-# The three groupings in one pass: GROUPING() tells which set a row belongs to (1 = that column rolled up).
-_RATES_SQL = "WITH " + _FLAGS + """
+# The rates in one pass of the statuses, as rows of two kinds: in-use equipment by district, type and overall (its
+# "check" NULL), and for each check the in-use equipment that owes it, has it overdue, and has no record of it at all
+# (whatever its status: the planning list's rows never done), grouped the same way. The status query gives one row
+# per (equipment, check), so counting rows counts equipment. GROUPING() tells which set a row belongs to (1 = that
+# column rolled up).
+_RATES_SQL = "WITH " + _CHECKS + """
 SELECT GROUPING(d.name) AS no_district, GROUPING(e.type) AS no_type, d.name AS district, e.type,
-       count(*) AS in_use,
-       count(*) FILTER (WHERE f.overdue) AS overdue,
-       count(*) FILTER (WHERE f.never_recorded) AS never_recorded
+       NULL::text AS "check", count(*) AS in_use, NULL::bigint AS owing, NULL::bigint AS overdue,
+       NULL::bigint AS never_recorded
   FROM equipment e
   JOIN districts d ON d.id = e.district_id
-  LEFT JOIN flags f ON f.equipment_id = e.id
  WHERE e.status = 'in_use'{scope:e}
  GROUP BY GROUPING SETS ((d.name), (e.type), ())
+UNION ALL
+SELECT GROUPING(d.name), GROUPING(c.type), d.name, c.type, c."check", NULL, count(*),
+       count(*) FILTER (WHERE c.status = 'overdue'),
+       count(*) FILTER (WHERE c.last_on IS NULL)
+  FROM checks c
+  JOIN districts d ON d.id = c.district_id
+ WHERE true{scope:c}
+ GROUP BY GROUPING SETS ((d.name, c."check"), (c.type, c."check"), (c."check"))
 """
 
 _COVERAGE_SQL = """
@@ -119,18 +124,24 @@ SELECT c.code, c.type, d.name AS district, e.address, e.use_unit, f.name AS firm
  WHERE c.status = ANY(%(statuses)s)
    AND (%(district_id)s::integer IS NULL OR c.district_id = %(district_id)s)
    AND (%(firm_id)s::integer IS NULL OR c.firm_id = %(firm_id)s)
-   AND (%(type)s::text IS NULL OR c.type = %(type)s){scope:c}
+   AND (%(type)s::text IS NULL OR c.type = %(type)s)
+   AND (%(check)s::text IS NULL OR c."check" = %(check)s){scope:c}
  ORDER BY array_position(%(order)s::text[], c.status), c.due_on NULLS LAST, c.code, c."check"
  LIMIT %(limit)s OFFSET %(offset)s
 """
 
-# Checks overdue and due soon per firm and per district, for the planning page's "who has what to do".
+# Checks overdue and due soon per firm and per district, for the planning page's "who has what to do", with the
+# overdue ones counted per check as well (each has its own name: 超期未检 is the periodic inspection's). The check
+# names are the rule table's, written into the query as literals.
+_OVERDUE_PER_CHECK = ",\n       ".join(
+    f"count(*) FILTER (WHERE c.status = 'overdue' AND c.\"check\" = '{check}') AS \"{check}\"" for check in CHECKS)
 _DUE_SUMMARY_SQL = "WITH " + _CHECKS + """
 SELECT GROUPING(c.firm_id) AS no_firm_group, GROUPING(c.district_id) AS no_district_group,
        f.name AS firm, d.name AS district,
        count(*) FILTER (WHERE c.status = 'overdue') AS overdue_checks,
        count(*) FILTER (WHERE c.status = 'due_soon') AS due_soon_checks,
-       count(DISTINCT c.equipment_id) FILTER (WHERE c.status = 'overdue') AS overdue_equipment
+       count(DISTINCT c.equipment_id) FILTER (WHERE c.status = 'overdue') AS overdue_equipment,
+       """ + _OVERDUE_PER_CHECK + """
   FROM checks c
   LEFT JOIN maintenance_firms f ON f.id = c.firm_id
   LEFT JOIN districts d ON d.id = c.district_id
@@ -138,32 +149,56 @@ SELECT GROUPING(c.firm_id) AS no_firm_group, GROUPING(c.district_id) AS no_distr
  GROUP BY GROUPING SETS ((c.firm_id, f.name), (c.district_id, d.name))
 """
 
-# One day's figures at the grain of the history table (day, district, type, firm: migration 0010); the rates by
-# district, type and overall are sums of it, and a scope narrows it on district and firm.
-_DAILY_INSERT_SQL = "WITH " + _FLAGS + """
-INSERT INTO compliance_daily (day, district_id, type, firm_id, in_use, overdue, never_recorded, monitored,
-                              recorded_at)
-SELECT %(as_of)s, e.district_id, e.type, e.firm_id, count(*),
-       count(*) FILTER (WHERE f.overdue),
-       count(*) FILTER (WHERE f.never_recorded),
-       count(*) FILTER (WHERE s.last_seen > %(since)s AND s.last_seen <= %(now)s),
-       %(now)s
-  FROM equipment e
-  LEFT JOIN flags f ON f.equipment_id = e.id
-  LEFT JOIN equipment_state s ON s.equipment_id = e.id
- WHERE e.status = 'in_use'
- GROUP BY e.district_id, e.type, e.firm_id
+# One day's figures in one statement (one snapshot of the registry): in-use equipment and coverage at the grain of
+# the history table (day, district, type, firm: migrations 0010 and 0011), and under each of its rows the counts
+# per check (compliance_daily_check), as the rates count them. The rates by district, type and overall are sums of
+# them, and a scope narrows them on district and firm. The "any check" columns of days recorded before 0011 are
+# left NULL: that figure is no longer kept (docs/compliance-figures.md). The join key is COALESCE(firm_id, 0), as in
+# the table's unique index, so that equipment without a firm is matched by a hash join.
+_DAILY_INSERT_SQL = "WITH " + _CHECKS + """,
+groups AS (
+    INSERT INTO compliance_daily (day, district_id, type, firm_id, in_use, monitored, recorded_at)
+    SELECT %(as_of)s, e.district_id, e.type, e.firm_id, count(*),
+           count(*) FILTER (WHERE s.last_seen > %(since)s AND s.last_seen <= %(now)s),
+           %(now)s
+      FROM equipment e
+      LEFT JOIN equipment_state s ON s.equipment_id = e.id
+     WHERE e.status = 'in_use'
+     GROUP BY e.district_id, e.type, e.firm_id
+    RETURNING id, district_id, type, COALESCE(firm_id, 0) AS firm),
+counted AS (
+    SELECT district_id, type, COALESCE(firm_id, 0) AS firm, "check", count(*) AS owing,
+           count(*) FILTER (WHERE status = 'overdue') AS overdue,
+           count(*) FILTER (WHERE last_on IS NULL) AS never_recorded
+      FROM checks
+     GROUP BY district_id, type, COALESCE(firm_id, 0), "check"),
+by_check AS (
+    INSERT INTO compliance_daily_check (daily_id, check_name, owing, overdue, never_recorded)
+    SELECT g.id, c."check", c.owing, c.overdue, c.never_recorded
+      FROM counted c
+      JOIN groups g ON g.district_id = c.district_id AND g.type = c.type AND g.firm = c.firm)
+SELECT count(*) AS written FROM groups
 """
 
 _HISTORY_KEYS = {"district": "d.name", "type": "h.type", "overall": "NULL::text"}
 _HISTORY_SQL = """
-SELECT h.day, {key} AS key, sum(h.in_use)::integer AS in_use, sum(h.overdue)::integer AS overdue,
-       sum(h.never_recorded)::integer AS never_recorded, sum(h.monitored)::integer AS monitored
+SELECT h.day, {key} AS key, sum(h.in_use)::integer AS in_use, sum(h.monitored)::integer AS monitored,
+       sum(h.overdue_any_check)::integer AS overdue_any_check,
+       sum(h.never_recorded_any_check)::integer AS never_recorded_any_check
   FROM compliance_daily h
   JOIN districts d ON d.id = h.district_id
  WHERE h.day BETWEEN %(first)s AND %(last)s{scope:h}
  GROUP BY h.day, {key}
  ORDER BY h.day, {key}
+"""
+_HISTORY_CHECKS_SQL = """
+SELECT h.day, {key} AS key, k.check_name, sum(k.owing)::integer AS owing, sum(k.overdue)::integer AS overdue,
+       sum(k.never_recorded)::integer AS never_recorded
+  FROM compliance_daily h
+  JOIN compliance_daily_check k ON k.daily_id = h.id
+  JOIN districts d ON d.id = h.district_id
+ WHERE h.day BETWEEN %(first)s AND %(last)s{scope:h}
+ GROUP BY h.day, {key}, k.check_name
 """
 
 
@@ -172,25 +207,73 @@ def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-@dataclass(frozen=True)
-class OverdueRate:
-    """Overdue in-use equipment over in-use equipment for one district, type, or the whole fleet (key None)."""
+def _check_order(check: str) -> int:
+    return CHECKS.index(check) if check in CHECKS else len(CHECKS)
 
-    key: str | None
-    in_use: int
+
+@dataclass(frozen=True)
+class CheckFigure:
+    """One check's figure over a group: in-use equipment that owes it, has it overdue, has no record of it at all."""
+
+    check: str
+    owing: int
     overdue: int
     never_recorded: int
 
     @property
     def rate(self) -> float | None:
-        """overdue / in_use; None for an empty group."""
-        return ratio(self.overdue, self.in_use)
+        """overdue / owing; None when no equipment of the group owes the check."""
+        return ratio(self.overdue, self.owing)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The API's by_check entry."""
+        return {"owing": self.owing, "overdue": self.overdue, "rate": self.rate, "never_recorded": self.never_recorded}
+
+
+def _by_check(figures: list[CheckFigure]) -> tuple[CheckFigure, ...]:
+    return tuple(sorted(figures, key=lambda f: _check_order(f.check)))
+
+
+@dataclass(frozen=True)
+class OverdueRate:
+    """The overdue figures of one district, type, or the whole fleet (key None): in-use equipment, and the figure of
+    each check the group's equipment owes. Its overdue, rate and never_recorded are the periodic inspection's
+    (超期未检, 超期未检率, 无检验记录)."""
+
+    key: str | None
+    in_use: int
+    checks: tuple[CheckFigure, ...] = ()
+
+    def check(self, name: str) -> CheckFigure:
+        """The figure of one check (all zero when the group owes none)."""
+        return next((f for f in self.checks if f.check == name), CheckFigure(name, 0, 0, 0))
+
+    @property
+    def periodic(self) -> CheckFigure:
+        """The periodic inspection's figure."""
+        return self.check(PERIODIC_INSPECTION)
+
+    @property
+    def overdue(self) -> int:
+        """In-use equipment whose periodic inspection is overdue (超期未检)."""
+        return self.periodic.overdue
+
+    @property
+    def never_recorded(self) -> int:
+        """In-use equipment with no periodic inspection on record at all, overdue or not (无检验记录)."""
+        return self.periodic.never_recorded
+
+    @property
+    def rate(self) -> float | None:
+        """超期未检率: overdue / in-use equipment owing a periodic inspection; None for an empty group."""
+        return self.periodic.rate
 
     def as_dict(self, group: str) -> dict[str, Any]:
-        """The API's item: the group's key (none for overall) and the counts."""
+        """The API's item: the group's key (none for overall), the periodic inspection's figures, every check's."""
         item = {group: self.key} if group != "overall" else {}
         return item | {"in_use": self.in_use, "overdue": self.overdue, "rate": self.rate,
-                       "never_recorded": self.never_recorded}
+                       "never_recorded": self.never_recorded,
+                       "by_check": {f.check: f.as_dict() for f in self.checks}}
 
 
 @dataclass(frozen=True)
@@ -273,10 +356,19 @@ def _rows(conn: psycopg.Connection, query: str, values: dict[str, Any], checks: 
 
 def overdue_rates(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYTHING,
                   _checks: str = _LIVE) -> Grouped:
-    """The overdue rate on `as_of` by district, by type and overall (in-use equipment as registered now)."""
-    rows = _rows(conn, _RATES_SQL, {"as_of": as_of}, _checks, scope)
-    return _grouped(rows, lambda key, r: OverdueRate(key, r["in_use"], r["overdue"], r["never_recorded"]),
-                    OverdueRate(None, 0, 0, 0))
+    """The overdue figures on `as_of` (超期未检率 and each check's) by district, by type and overall (in-use
+    equipment as registered now)."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in _rows(conn, _RATES_SQL, {"as_of": as_of}, _checks, scope):
+        group = groups.setdefault((r["no_district"], r["no_type"], r["district"], r["type"]),
+                                  {k: r[k] for k in ("no_district", "no_type", "district", "type")}
+                                  | {"in_use": 0, "checks": []})
+        if r["check"] is None:
+            group["in_use"] = r["in_use"]
+        else:
+            group["checks"].append(CheckFigure(r["check"], r["owing"], r["overdue"], r["never_recorded"]))
+    return _grouped(list(groups.values()), lambda key, g: OverdueRate(key, g["in_use"], _by_check(g["checks"])),
+                    OverdueRate(None, 0))
 
 
 def coverage(conn: psycopg.Connection, now: datetime, *, scope: Scope = _EVERYTHING) -> Grouped:
@@ -305,15 +397,16 @@ def old_elevator_list(conn: psycopg.Connection, as_of: date, *, district_id: int
 
 def due_list(conn: psycopg.Connection, as_of: date, *, statuses: tuple[str, ...] = PLANNING_STATUSES,
              district_id: int | None = None, firm_id: int | None = None, equipment_type: str | None = None,
-             limit: int | None = None, offset: int = 0, scope: Scope = _EVERYTHING,
+             check: str | None = None, limit: int | None = None, offset: int = 0, scope: Scope = _EVERYTHING,
              _checks: str = _LIVE) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, rows) of the planning list: one row per (equipment, check) with a status in `statuses`."""
+    """(total matching, rows) of the planning list: one row per (equipment, check) with a status in `statuses`
+    (and of one check if given)."""
     unknown = [s for s in statuses if s not in COMPLIANCE_STATUSES]
     if unknown:
         raise ValueError(f"unknown status {unknown[0]!r}; expected one of {', '.join(COMPLIANCE_STATUSES)}")
     rows = _rows(conn, _DUE_SQL, {
         "as_of": as_of, "statuses": list(statuses), "district_id": district_id, "firm_id": firm_id,
-        "type": equipment_type, "order": ["overdue", "due_soon", "never_recorded", "ok"],
+        "type": equipment_type, "check": check, "order": ["overdue", "due_soon", "never_recorded", "ok"],
         "limit": limit, "offset": offset}, _checks, scope)
     total = rows[0].pop("total") if rows else 0
     for row in rows[1:]:
@@ -321,18 +414,22 @@ def due_list(conn: psycopg.Connection, as_of: date, *, statuses: tuple[str, ...]
     if not rows and offset:
         # The page is past the end: the window count came back with no row to carry it.
         total = due_list(conn, as_of, statuses=statuses, district_id=district_id, firm_id=firm_id,
-                         equipment_type=equipment_type, limit=1, offset=0, scope=scope, _checks=_checks)[0]
+                         equipment_type=equipment_type, check=check, limit=1, offset=0, scope=scope,
+                         _checks=_checks)[0]
     return total, rows
 
 
 def due_summary(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYTHING, _checks: str = _LIVE
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(per firm, per district) counts of overdue and due-soon checks and of overdue equipment."""
+    """(per firm, per district) counts of overdue and due-soon checks, of overdue checks per check, and of
+    equipment with any check overdue."""
     rows = _rows(conn, _DUE_SUMMARY_SQL, {"as_of": as_of}, _checks, scope)
     fields = ("overdue_checks", "due_soon_checks", "overdue_equipment")
-    by_firm = [{"firm": r["firm"]} | {k: r[k] for k in fields} for r in rows if not r["no_firm_group"]]
-    by_district = [{"district": r["district"]} | {k: r[k] for k in fields} for r in rows
-                   if not r["no_district_group"]]
+
+    def counts(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: r[k] for k in fields} | {"overdue_by_check": {check: r[check] for check in CHECKS}}
+    by_firm = [{"firm": r["firm"]} | counts(r) for r in rows if not r["no_firm_group"]]
+    by_district = [{"district": r["district"]} | counts(r) for r in rows if not r["no_district_group"]]
     # Equipment without a firm sorts last: it is the regulator's problem, not a firm's.
     by_firm.sort(key=lambda r: (r["firm"] is None, r["firm"] or ""))
     by_district.sort(key=lambda r: r["district"] or "")
@@ -340,32 +437,45 @@ def due_summary(conn: psycopg.Connection, as_of: date, *, scope: Scope = _EVERYT
 
 
 def record_daily_figures(conn: psycopg.Connection, day: date, *, now: datetime | None = None) -> int:
-    """Record `day`'s figures in compliance_daily, replacing any earlier run of that day; returns rows written.
-    Coverage is counted at `now` (default: the current time)."""
+    """Record `day`'s figures in compliance_daily and compliance_daily_check, replacing any earlier run of that day;
+    returns the compliance_daily rows written. Coverage is counted at `now` (default: the current time)."""
     # Safe to run as often as wished: the last run of a day is the one kept. Coverage is counted at the time of the
     # run since only the latest report time of each monitor is known.
     now = now or datetime.now(UTC)
     with conn.transaction():
+        # The day's rows per check go with their compliance_daily rows (ON DELETE CASCADE).
         conn.execute("DELETE FROM compliance_daily WHERE day = %(day)s", {"day": day})
         written = conn.execute(_DAILY_INSERT_SQL.replace(_CHECKS, _LIVE),
-                               {"as_of": day, "now": now, "since": now - COVERAGE_WINDOW})
-        return written.rowcount
+                               {"as_of": day, "now": now, "since": now - COVERAGE_WINDOW}).fetchone()
+        return written["written"] if isinstance(written, dict) else written[0]
 
 
 def history(conn: psycopg.Connection, first: date, last: date, group: str, *,
             scope: Scope = _EVERYTHING) -> list[dict[str, Any]]:
     """The recorded daily figures from `first` to `last`, summed by day and district, type or overall; a scope
-    counts its districts' and firms' rows (days recorded before migration 0010 have no firm)."""
+    counts its districts' and firms' rows (days recorded before migration 0010 have no firm). Days recorded before
+    migration 0011 have no figure per check (overdue, rate, never_recorded None) but the "any check" one they kept."""
     if group not in _HISTORY_KEYS:
         raise ValueError(f"group must be one of {', '.join(GROUPS)}, not {group!r}")
-    rows = _rows(conn, _HISTORY_SQL.replace("{key}", _HISTORY_KEYS[group]), {"first": first, "last": last},
-                 scope=scope)
+    key = _HISTORY_KEYS[group]
+    values = {"first": first, "last": last}
+    checks: dict[tuple[date, str | None], list[CheckFigure]] = {}
+    for r in _rows(conn, _HISTORY_CHECKS_SQL.replace("{key}", key), values, scope=scope):
+        checks.setdefault((r["day"], r["key"]), []).append(
+            CheckFigure(r["check_name"], r["owing"], r["overdue"], r["never_recorded"]))
     items = []
-    for r in rows:
+    for r in _rows(conn, _HISTORY_SQL.replace("{key}", key), values, scope=scope):
+        figures = _by_check(checks.get((r["day"], r["key"]), []))
+        periodic = next((f for f in figures if f.check == PERIODIC_INSPECTION), None)
+        any_check = None if r["overdue_any_check"] is None else {
+            "overdue": r["overdue_any_check"], "rate": ratio(r["overdue_any_check"], r["in_use"]),
+            "never_recorded": r["never_recorded_any_check"]}
         item = {"day": r["day"]} | ({group: r["key"]} if group != "overall" else {})
-        items.append(item | {"in_use": r["in_use"], "overdue": r["overdue"], "rate": ratio(r["overdue"], r["in_use"]),
-                             "never_recorded": r["never_recorded"], "monitored": r["monitored"],
-                             "coverage": ratio(r["monitored"], r["in_use"])})
+        item |= {"in_use": r["in_use"], "overdue": None, "rate": None, "never_recorded": None}
+        if periodic is not None:
+            item |= {"overdue": periodic.overdue, "rate": periodic.rate, "never_recorded": periodic.never_recorded}
+        items.append(item | {"monitored": r["monitored"], "coverage": ratio(r["monitored"], r["in_use"]),
+                             "by_check": {f.check: f.as_dict() for f in figures}, "any_check": any_check})
     return items
 
 

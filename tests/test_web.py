@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import socket
 from html.parser import HTMLParser
@@ -16,6 +18,7 @@ from flask.testing import FlaskClient
 from models.compliance import compliance_statuses
 from tests.conftest import register_equipment
 from web import create_app
+from web.equipment import LIST_FIELDS
 
 
 def unreachable_database_url() -> str:
@@ -445,6 +448,61 @@ def test_the_list_shows_100_by_default(client, db):
     assert data["limit"] == 100
 
 
+def csv_of(client: FlaskClient, url: str, filename: str) -> list[list[str]]:
+    """The rows of a CSV download, header first, checking it is the download Excel reads as UTF-8."""
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    text = response.get_data().decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.reader(io.StringIO(text[1:])))
+
+
+def as_cell(value: Any) -> str:
+    """A JSON value as the CSV writes it."""
+    return "" if value is None else ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def test_the_equipment_list_exports_as_csv_what_it_shows_with_the_same_filters(client, db):
+    first = add_equipment(db, "EL-001", address='=HYPERLINK("http://evil.example")', district="朝阳区")
+    add_inspection(db, first, next_due_in_days=-3)
+    state = set_state(db, first, seen_ago_s=600)
+    add_alert(db, first, "entrapment", "critical")
+    add_equipment(db, "BL-001", type="boiler", district="朝阳区", firm=None, address="Heating plant")
+    add_equipment(db, "EL-002", district="海淀区")
+    today = db_date(db, 0)
+
+    rows = csv_of(client, "/api/equipment.csv?district=朝阳区", f"equipment-{today.isoformat()}.csv")
+    items = api(client, "/api/equipment?district=朝阳区")["items"]
+
+    assert rows[0] == list(LIST_FIELDS)
+    assert [r[0] for r in rows[1:]] == [i["code"] for i in items] == ["BL-001", "EL-001"]
+    assert rows[1] == [as_cell(items[0][f]) for f in LIST_FIELDS]
+    # A time is in the users' zone with its offset, as in JSON; free text cannot run as a formula.
+    el = dict(zip(rows[0], rows[2], strict=True))
+    assert el["last_seen"] == items[1]["last_seen"]
+    assert el["last_seen"].endswith("+08:00")
+    assert dt.datetime.fromisoformat(el["offline_since"]) == state["last_seen"]
+    assert el["address"] == """'=HYPERLINK("http://evil.example")"""
+    assert (el["inspection_status"], el["next_inspection_due"], el["inspection_on_record"], el["open_alerts"]) == (
+        "overdue", db_date(db, -3).isoformat(), "true", "1")
+
+
+def test_the_equipment_csv_has_every_matching_row_and_the_page_links_to_it(client, db):
+    db.execute("INSERT INTO districts (name) VALUES ('朝阳区')")
+    db.execute("INSERT INTO equipment (code, type, district_id)"
+               " SELECT 'EL-' || lpad(n::text, 3, '0'), 'elevator', 1 FROM generate_series(1, 120) n")
+
+    rows = csv_of(client, "/api/equipment.csv?type=elevator", f"equipment-{db_date(db, 0).isoformat()}.csv")
+    html = page(client, "/equipment?type=elevator&limit=10&offset=20")
+
+    assert len(rows) == 1 + 120  # not a page of them
+    assert 'href="/api/equipment.csv?type=elevator">Download CSV (all 120)</a>' in html
+    assert api(client, "/api/equipment.csv?limit=10", status=400)["error"]["message"] == (
+        "unknown parameter 'limit' (/api/equipment.csv takes district, type, firm, status, connection, q)")
+
+
 # --- bad requests and errors -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -458,6 +516,57 @@ def test_api_rejects_bad_filter_values(client, db, query, message):
     body = api(client, f"/api/equipment?{query}", status=400)
 
     assert body == {"error": {"status": 400, "message": message}}
+
+
+BIG = "99999999999999999999"
+EQUIPMENT_PARAMETERS = "district, type, firm, status, connection, q, limit, offset"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    *[(f"{url}?offset={BIG}", f"offset must be at most 9223372036854775807, not {BIG}")
+      for url in ("/api/equipment", "/api/hazards", "/api/registry/equipment", "/api/registry/firms",
+                  "/api/compliance/due")],
+    ("/api/equipment?limit=1e3", "limit must be a whole number, not '1e3'"),
+    ("/api/equipment?offset=１２", "offset must be a whole number, not '１２'"),
+    ("/api/equipment?page=-1", f"unknown parameter 'page' (/api/equipment takes {EQUIPMENT_PARAMETERS})"),
+    ("/api/equipment?inspection_status=overdue&page=2",
+     f"unknown parameters 'inspection_status', 'page' (/api/equipment takes {EQUIPMENT_PARAMETERS})"),
+    ("/api/equipment/EL-001?verbose=1", "unknown parameter 'verbose' (/api/equipment/EL-001 takes no parameters)"),
+    ("/api/equipment?limit=1&limit=2", "parameter limit is given more than once"),
+    ("/api/equipment?q=a%00b", "parameter q contains a NUL character"),
+    ("/api/equipment/EL%00-1", "path segment code contains a NUL character"),
+    ("/api/equipment?q=" + "x" * 100_000, "parameter q is longer than 200 characters (100000)"),
+    ("/api/equipment?q=%ZZ", "parameter 'q' is not percent-encoded UTF-8"),
+    ("/api/equipment?q=%C3%28", "parameter 'q' is not percent-encoded UTF-8"),
+    ("/api/equipment/%C3%28", "the path is not percent-encoded UTF-8"),
+    ("/api/fault-codes?type=lift", "type must be one of elevator, escalator, boiler, pressure_vessel, not 'lift'"),
+])
+def test_api_refuses_a_bad_request_with_a_400_saying_what_is_wrong(client, db, url, message):
+    add_equipment(db, "EL-001")
+
+    assert api(client, url, status=400) == {"error": {"status": 400, "message": message}}
+
+
+@pytest.mark.parametrize("url", ["/api/equipment", "/api/equipment.csv", "/api/hazards", "/api/registry/equipment",
+                                 "/api/compliance/due", "/api/compliance/due.csv", "/equipment", "/hazards",
+                                 "/compliance"])
+def test_an_unknown_district_or_firm_is_a_400_naming_it_on_every_list(client, db, url):
+    add_equipment(db, "EL-001", district="朝阳区", firm="Firm A")
+
+    for query, message in (("district=Atlantis", "no district named 'Atlantis'"),
+                           ("firm=Nobody", "no maintenance firm named 'Nobody'")):
+        response = client.get(f"{url}?{query}")
+        assert response.status_code == 400, url
+        if url.startswith("/api/"):
+            assert response.get_json() == {"error": {"status": 400, "message": message}}
+        else:
+            assert message.replace("'", "&#39;") in response.get_data(as_text=True)
+    assert client.get(f"{url}?district=朝阳区&firm=Firm+A").status_code == 200
+
+
+def test_an_unknown_district_of_the_old_elevators_is_the_same_400(client, db):
+    assert api(client, "/api/compliance/old-elevators?district=Atlantis", status=400) == {
+        "error": {"status": 400, "message": "no district named 'Atlantis'"}}
 
 
 def test_page_shows_bad_filter_value_as_html_error(client, db):
@@ -580,11 +689,70 @@ def test_hazards_name_compliance_and_presence_alerts_with_the_check_labels(clien
     assert kinds == {
         "overdue:periodic_inspection":
             "overdue:periodic_inspection Periodic inspection (定期检验) — Overdue (超期未检)",
-        "overdue:maintenance": "overdue:maintenance Maintenance (维护保养) — Overdue (超期)",
+        "overdue:maintenance": "overdue:maintenance Maintenance (维护保养) — Overdue (超期未维保)",
         "offline": "offline Offline (离线)",
         "entrapment": "entrapment passenger trapped",  # a fault code keeps its description
     }
     assert detail == kinds
+
+
+def test_hazards_list_resolved_alerts_on_request(app, client, db):
+    eid = add_equipment(db, "EL-001")
+    add_alert(db, eid, "entrapment", "critical")
+    add_alert(db, eid, "door_open_too_long", "low", state="resolved", seen_ago_s=5)
+    resolved = add_alert(db, eid, "overspeed", "critical", state="resolved", seen_ago_s=10)
+    resolved_at = db.execute("SELECT resolved_at FROM alerts WHERE id = %s", (resolved,)).fetchone()["resolved_at"]
+
+    items = api(client, "/api/hazards?state=resolved")["items"]
+    rows = table_rows(page(client, "/hazards?state=resolved"))
+
+    assert [(i["kind"], i["state"]) for i in items] == [("overspeed", "resolved"), ("door_open_too_long", "resolved")]
+    assert dt.datetime.fromisoformat(items[0]["resolved_at"]) == resolved_at
+    assert [i["kind"] for i in api(client, "/api/hazards")["items"]] == ["entrapment"]  # open ones by default
+    assert [r[4].split()[0] for r in rows] == ["overspeed", "door_open_too_long"]
+    local = resolved_at.astimezone(ZoneInfo(app.config["SEMON"].time_zone))
+    assert rows[0][6] == "Resolved (已解决)"
+    assert rows[0][10] == f"{local:%Y-%m-%d %H:%M} UTC+8"
+
+
+def test_fault_codes_list_each_code_with_its_number_severity_types_and_meaning(client, db):
+    data = api(client, "/api/fault-codes")
+    boiler_critical = api(client, "/api/fault-codes?type=boiler&severity=critical")
+
+    assert data["total"] == len(data["items"]) == db.execute("SELECT count(*) AS n FROM fault_codes").fetchone()["n"]
+    assert data["items"][0] == {"name": "safety_circuit_open", "gbt_code": 1, "severity": "high",
+                                "equipment_types": ["elevator", "escalator"], "description": "safety circuit open"}
+    numbered = [i["gbt_code"] for i in data["items"] if i["gbt_code"] is not None]
+    assert numbered == sorted(numbered) and data["items"][len(numbered)]["gbt_code"] is None
+    assert [i["name"] for i in boiler_critical["items"]] == ["low_water_level", "overpressure"]
+
+
+# --- the planning list's check filter ------------------------------------------------------------
+
+def test_the_planning_list_filters_by_check(client, db):
+    eid = add_equipment(db, "EL-001", install_date=db_date(db, -800))
+    add_inspection(db, eid, next_due_in_days=-3)
+    every = "status=ok,due_soon,overdue,never_recorded"
+    owed = compliance_statuses(db, db_date(db, 0), equipment_ids=[eid])
+
+    for check, label in (("periodic_inspection", "Periodic inspection (定期检验)"),
+                         ("maintenance", "Maintenance (维护保养)")):
+        want = [("EL-001", s.check, s.status) for s in owed if s.check == check]
+        assert len(want) == 1
+        items = api(client, f"/api/compliance/due?{every}&check={check}")["items"]
+        rows = csv_of(client, f"/api/compliance/due.csv?{every}&check={check}",
+                      f"compliance-due-{db_date(db, 0).isoformat()}.csv")
+        html = page(client, f"/compliance?{every}&check={check}")
+        assert [(i["code"], i["check"], i["status"]) for i in items] == want
+        assert [(r[0], r[6], r[9]) for r in rows[1:]] == want
+        assert [(r[0], r[6]) for r in table_rows(html, -1)] == [("EL-001", label)]
+        assert f'<option value="{check}" selected>{label}</option>' in html
+        assert f"due.csv?check={check}&amp;status=" in html  # the download keeps the filter
+    assert len(api(client, f"/api/compliance/due?{every}")["items"]) == len(owed)
+    assert api(client, "/api/compliance/due?check=lunch", status=400)["error"]["message"] == (
+        "check must be one of periodic_inspection, maintenance, governor_calibration, rescue_drill,"
+        " internal_inspection, water_quality_test, safety_valve_calibration, pressure_gauge_verification,"
+        " not 'lunch'")
 
 
 # --- one equipment ---------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +13,13 @@ from werkzeug.exceptions import BadRequest
 
 from models import figures
 from semon import clock
-from semon.scope import Scope, related_condition
+from semon.scope import Scope
 from semon.vocabulary import COMPLIANCE_STATUSES, EQUIPMENT_TYPES
-from web import params
+from web import csvout, labels, params
 from web.access import current_scope
-from web.db import connection, fetch_one
-from web.listing import district_and_firm_choices
+from web.db import connection
+from web.listing import district_and_firm_choices, named_id
+from web.params import PAGE, Param, accepts
 
 bp = Blueprint("compliance", __name__)
 
@@ -30,10 +29,6 @@ HISTORY_DEFAULT_DAYS = 90
 # Ten years of daily rows per group is already more than a chart can show.
 HISTORY_MAX_DAYS = 3660
 PAGE_HISTORY_DAYS = 30
-# Registry text typed by many hands; a cell starting with one of these runs as a formula when the file is opened
-# in a spreadsheet (CSV injection), so such text cells get a leading apostrophe. Codes and dates are left as are.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_FREE_TEXT = {"district", "address", "use_unit", "firm"}
 
 
 def _date(args: Mapping[str, str], name: str, default: dt.date) -> dt.date:
@@ -62,22 +57,8 @@ def _statuses(args: MultiDict[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values)) or figures.PLANNING_STATUSES
 
 
-# The filters that name a registry entry: parameter -> (table, what it is, equipment's column referring to it).
-_NAMED = {"district": ("districts", "district", "district_id"),
-          "firm": ("maintenance_firms", "maintenance firm", "firm_id")}
-
-
-def _named_id(parameter: str, name: str | None, scope: Scope) -> int | None:
-    """The id of the district or firm named; one unknown, or outside the scope, is a 400."""
-    if name is None:
-        return None
-    table, kind, column = _NAMED[parameter]
-    related, scoped = related_condition(scope, "t", column)
-    row = fetch_one(f"SELECT t.id FROM {table} t WHERE t.name = %(name)s{related}", {"name": name} | scoped)
-    if row is None:
-        # A typo must not give an empty planning file that looks like "nothing to do".
-        raise BadRequest(f"no {kind} named {name!r}")
-    return row["id"]
+# The query parameters of the planning list's filter (DueFilter.from_args).
+DUE_PARAMETERS = ("as_of", Param("status", repeatable=True), "district", "firm", "type", "check")
 
 
 @dataclass(frozen=True)
@@ -90,17 +71,19 @@ class DueFilter:
     district: str | None = None
     firm: str | None = None
     type: str | None = None
+    check: str | None = None
 
     @classmethod
     def from_args(cls, args: MultiDict[str, str], today: dt.date, scope: Scope) -> DueFilter:
         """Parse the query string; a bad value is a 400."""
         return cls(as_of=_date(args, "as_of", today), statuses=_statuses(args), scope=scope,
                    district=params.text(args, "district"), firm=params.text(args, "firm"),
-                   type=params.choice(args, "type", EQUIPMENT_TYPES))
+                   type=params.choice(args, "type", EQUIPMENT_TYPES),
+                   check=params.choice(args, "check", figures.CHECKS))
 
     def query(self, today: dt.date) -> dict[str, Any]:
         """The query-string arguments that reproduce this filter (for links and the CSV download)."""
-        current = {"district": self.district, "firm": self.firm, "type": self.type,
+        current = {"district": self.district, "firm": self.firm, "type": self.type, "check": self.check,
                    "as_of": self.as_of.isoformat() if self.as_of != today else None}
         if self.statuses != figures.PLANNING_STATUSES:
             current["status"] = ",".join(self.statuses)
@@ -108,8 +91,9 @@ class DueFilter:
 
     def filters(self) -> dict[str, Any]:
         """The keyword arguments of figures.due_list (the scope apart); an unknown district or firm name is a 400."""
-        return {"statuses": self.statuses, "district_id": _named_id("district", self.district, self.scope),
-                "firm_id": _named_id("firm", self.firm, self.scope), "equipment_type": self.type}
+        return {"statuses": self.statuses, "district_id": named_id("district", self.district, self.scope),
+                "firm_id": named_id("firm", self.firm, self.scope), "equipment_type": self.type,
+                "check": self.check}
 
     def fetch(self, limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         """(total, rows) of the list."""
@@ -121,41 +105,23 @@ def _group(args: Mapping[str, str], default: str = "district") -> str:
     return params.choice(args, "group", figures.GROUPS) or default
 
 
-def _cell(column: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if column in _FREE_TEXT and isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
-    """Rows as CSV with a header, with a BOM so that Excel reads the Chinese names as UTF-8."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(c, row[c]) for c in columns])
-    return out.getvalue()
-
-
-def _csv_response(columns: tuple[str, ...], rows: list[dict[str, Any]], name: str) -> Response:
-    return Response(to_csv(columns, rows), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+# The CSV is read by people as well: beside each row's status code, its label in the check's own words (超期未检 for
+# the periodic inspection only, 超期未维保 for maintenance: docs/compliance-figures.md). The JSON keeps the codes.
+DUE_CSV_COLUMNS = (*figures.LIST_COLUMNS, "status_label")
 
 
 def _due_csv_response(flt: DueFilter) -> Response:
-    return _csv_response(figures.LIST_COLUMNS, flt.fetch()[1], f"compliance-due-{flt.as_of.isoformat()}.csv")
+    rows = ({**r, "status_label": labels.check_status(r["status"], r["check"])} for r in flt.fetch()[1])
+    return csvout.response(DUE_CSV_COLUMNS, rows, f"compliance-due-{flt.as_of.isoformat()}.csv")
 
 
 # --- JSON and CSV API -----------------------------------------------------------------------------
 
 @bp.get("/api/compliance/overdue-rate")
+@accepts("group", "as_of")
 def api_overdue_rate() -> Response:
-    """{"as_of", "group", "items", "overall"}: overdue in-use equipment / in-use equipment."""
+    """{"as_of", "group", "items", "overall"}: 超期未检率 (in-use equipment whose periodic inspection is overdue /
+    in-use equipment owing one), and each check's figure in by_check."""
     group = _group(request.args)
     as_of = _date(request.args, "as_of", _today())
     rates = figures.overdue_rates(connection(), as_of, scope=current_scope())
@@ -164,6 +130,7 @@ def api_overdue_rate() -> Response:
 
 
 @bp.get("/api/compliance/overdue-rate/history")
+@accepts("group", "from", "to")
 def api_overdue_rate_history() -> Response:
     """{"group", "from", "to", "items"}: the recorded daily figures, one item per day and group."""
     group = _group(request.args, "overall")
@@ -178,6 +145,7 @@ def api_overdue_rate_history() -> Response:
 
 
 @bp.get("/api/compliance/coverage")
+@accepts("group")
 def api_coverage() -> Response:
     """{"at", "window_hours", "group", "items", "overall"}: in-use equipment whose monitor reported lately."""
     group = _group(request.args)
@@ -188,6 +156,7 @@ def api_coverage() -> Response:
 
 
 @bp.get("/api/compliance/old-elevators")
+@accepts("as_of", "district")
 def api_old_elevators() -> Response:
     """{"as_of", "years", "items", "overall"}: in-use elevators in service for more than 15 years, by district;
     with district=NAME, also "elevators": the elevators themselves."""
@@ -199,21 +168,23 @@ def api_old_elevators() -> Response:
     district = params.text(request.args, "district")
     if district is not None:
         body["elevators"] = figures.old_elevator_list(
-            connection(), as_of, district_id=_named_id("district", district, scope), scope=scope)
+            connection(), as_of, district_id=named_id("district", district, scope), scope=scope)
     return jsonify(body)
 
 
 @bp.get("/api/compliance/old-elevators.csv")
+@accepts("as_of", "district")
 def api_old_elevators_csv() -> Response:
     """The old elevators themselves as CSV (all districts, or district=NAME), for an assessment campaign."""
     as_of = _date(request.args, "as_of", _today())
     scope = current_scope()
-    district_id = _named_id("district", params.text(request.args, "district"), scope)
+    district_id = named_id("district", params.text(request.args, "district"), scope)
     rows = figures.old_elevator_list(connection(), as_of, district_id=district_id, scope=scope)
-    return _csv_response(figures.OLD_ELEVATOR_COLUMNS, rows, f"old-elevators-{as_of.isoformat()}.csv")
+    return csvout.response(figures.OLD_ELEVATOR_COLUMNS, rows, f"old-elevators-{as_of.isoformat()}.csv")
 
 
 @bp.get("/api/compliance/due")
+@accepts("format", *DUE_PARAMETERS, *PAGE)
 def api_due() -> Response:
     """The planning list: JSON {"as_of", "total", "limit", "offset", "items"}, or all of it as CSV with format=csv."""
     fmt = params.choice(request.args, "format", ("json", "csv")) or "json"
@@ -227,6 +198,7 @@ def api_due() -> Response:
 
 
 @bp.get("/api/compliance/due.csv")
+@accepts(*DUE_PARAMETERS)
 def api_due_csv() -> Response:
     """The whole planning list as CSV (the same filters as /api/compliance/due)."""
     flt = DueFilter.from_args(request.args, _today(), current_scope())
@@ -234,8 +206,9 @@ def api_due_csv() -> Response:
 
 
 @bp.get("/api/compliance/due/summary")
+@accepts("as_of")
 def api_due_summary() -> Response:
-    """{"as_of", "by_firm", "by_district"}: overdue and due-soon checks per firm and per district."""
+    """{"as_of", "by_firm", "by_district"}: overdue (also per check) and due-soon checks per firm and per district."""
     as_of = _date(request.args, "as_of", _today())
     by_firm, by_district = figures.due_summary(connection(), as_of, scope=current_scope())
     return jsonify({"as_of": as_of, "by_firm": by_firm, "by_district": by_district})
@@ -244,6 +217,7 @@ def api_due_summary() -> Response:
 # --- the page -------------------------------------------------------------------------------------
 
 @bp.get("/compliance")
+@accepts(*DUE_PARAMETERS)
 def index() -> str:
     """The figures, their trend, and the planning lists with CSV downloads."""
     conn = connection()
@@ -265,4 +239,4 @@ def index() -> str:
         by_district=by_district, rows=rows, total=total, limit=PAGE_LIST_LIMIT,
         csv_url=url_for("compliance.api_due_csv", **query),
         as_of_arg={"as_of": query["as_of"]} if "as_of" in query else {}, types=EQUIPMENT_TYPES,
-        statuses=COMPLIANCE_STATUSES, **district_and_firm_choices(scope))
+        statuses=COMPLIANCE_STATUSES, checks=figures.CHECKS, **district_and_firm_choices(scope))

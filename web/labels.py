@@ -7,6 +7,7 @@ vocabulary's (semon/vocabulary.py); a value without a label shows as itself, wit
 from __future__ import annotations
 
 from models.compliance import ALERT_PREFIX as OVERDUE_ALERT
+from models.figures import CHECKS, PERIODIC_INSPECTION
 from semon.vocabulary import (
     ALERT_STATES,
     COMPLIANCE_STATUSES,
@@ -25,7 +26,6 @@ TYPE_LABELS = {
     "pressure_vessel": "Pressure vessel (压力容器)",
 }
 # The checks of the compliance rules (docs/compliance.md), by their regulator names.
-PERIODIC_INSPECTION = "periodic_inspection"
 CHECK_LABELS = {
     PERIODIC_INSPECTION: "Periodic inspection (定期检验)",
     "maintenance": "Maintenance (维护保养)",
@@ -36,18 +36,35 @@ CHECK_LABELS = {
     "safety_valve_calibration": "Safety valve calibration (安全阀校验)",
     "pressure_gauge_verification": "Pressure gauge verification (压力表检定)",
 }
-# The status of any check. 超期 is "overdue"; 超期未检 ("overdue, not inspected") is the regulator's word for the
-# periodic inspection only, so that check has its own words below.
+# What an overdue check is called: each check in its own words (docs/compliance-figures.md). 超期未检 ("overdue,
+# not inspected", the regulators' 飘红) is the periodic inspection's alone; 超期未维保 is maintenance's; the others
+# name the check and say 超期.
+OVERDUE_WORDS = {
+    PERIODIC_INSPECTION: "超期未检",
+    "maintenance": "超期未维保",
+    "governor_calibration": "限速器校验超期",
+    "rescue_drill": "应急救援演练超期",
+    "internal_inspection": "内部检验超期",
+    "water_quality_test": "水质检测超期",
+    "safety_valve_calibration": "安全阀校验超期",
+    "pressure_gauge_verification": "压力表检定超期",
+}
+# Each check's figure (models/figures.py): in-use equipment with the check overdue / in-use equipment owing it.
+# The periodic inspection's is 超期未检率, the figure regulators quote.
+OVERDUE_RATE_LABELS = {check: f"{CHECK_LABELS[check].partition(' (')[0]} overdue rate ({words}率)"
+                       for check, words in OVERDUE_WORDS.items()}
+# The status of checks in general (a filter over all of them). 超期 alone names no check: a check's own status
+# reads its own words (CHECK_STATUS_LABELS, check_status()).
 COMPLIANCE_LABELS = {
     "ok": "OK (在有效期内)",
     "due_soon": "Due soon (即将到期)",
     "overdue": "Overdue (超期)",
     "never_recorded": "Never recorded (无记录)",
 }
-PERIODIC_INSPECTION_LABELS = COMPLIANCE_LABELS | {
-    "overdue": "Overdue (超期未检)",
-    "never_recorded": "Never recorded (无检验记录)",
-}
+CHECK_STATUS_LABELS = {check: COMPLIANCE_LABELS | {"overdue": f"Overdue ({words})"}
+                       for check, words in OVERDUE_WORDS.items()}
+CHECK_STATUS_LABELS[PERIODIC_INSPECTION]["never_recorded"] = "Never recorded (无检验记录)"
+PERIODIC_INSPECTION_LABELS = CHECK_STATUS_LABELS[PERIODIC_INSPECTION]
 # The equipment list's status is the periodic inspection's (docs/compliance.md), so it reads the same words.
 INSPECTION_LABELS = {
     "ok": PERIODIC_INSPECTION_LABELS["ok"],
@@ -86,7 +103,9 @@ INSPECTION_RESULT_LABELS = {
 # Vocabulary name (the template filter's argument) -> (labels, the values that must each have one).
 VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "type": (TYPE_LABELS, EQUIPMENT_TYPES),
-    "check": (CHECK_LABELS, tuple(CHECK_LABELS)),
+    "check": (CHECK_LABELS, CHECKS),
+    "check_overdue": (OVERDUE_WORDS, CHECKS),
+    "overdue_rate": (OVERDUE_RATE_LABELS, CHECKS),
     "compliance": (COMPLIANCE_LABELS, COMPLIANCE_STATUSES),
     "inspection": (INSPECTION_LABELS, INSPECTION_STATUSES),
     "connection": (CONNECTION_LABELS, CONNECTION_STATES),
@@ -112,10 +131,11 @@ def label(value: str | None, vocabulary: str) -> str:
 
 
 def check_status(status: str | None, check: str | None) -> str:
-    """The label of a check's compliance status: the periodic inspection's own words for that check."""
+    """The label of a check's compliance status, in the check's own words (超期未检 only for the periodic
+    inspection, 超期未维保 for maintenance, ...)."""
     if status is None:
         return ""
-    labels = PERIODIC_INSPECTION_LABELS if check == PERIODIC_INSPECTION else COMPLIANCE_LABELS
+    labels = CHECK_STATUS_LABELS.get(check or "", COMPLIANCE_LABELS)
     return labels.get(status, status.replace("_", " "))
 
 
