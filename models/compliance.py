@@ -23,6 +23,8 @@ STATUSES = COMPLIANCE_STATUSES  # ok, due_soon, overdue, never_recorded (docs/co
 # Due-soon reminders go out this many days before the due date, each once per due date.
 REMINDER_DAYS = (30, 7, 1)
 ALERT_PREFIX = "overdue:"
+# The check whose overdue status regulators call 超期未检 (docs/compliance-figures.md).
+PERIODIC_INSPECTION = "periodic_inspection"
 
 
 @dataclass(frozen=True)

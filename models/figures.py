@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from models.compliance import RULE_TABLE, STATUS_SQL
+from models.compliance import PERIODIC_INSPECTION, RULE_TABLE, STATUS_SQL
 from semon.scope import Scope, equipment_condition
 from semon.vocabulary import COMPLIANCE_STATUSES, EQUIPMENT_TYPES
 
@@ -33,7 +33,6 @@ GROUPS = ("district", "type", "overall")
 # Every check of the rule table, in its order. 超期未检 (and its rate, the one regulators quote) is the periodic
 # inspection's alone; each other check has a figure of its own (docs/compliance-figures.md).
 CHECKS = tuple(dict.fromkeys(check for _, check, _ in RULE_TABLE))
-PERIODIC_INSPECTION = "periodic_inspection"
 LIST_COLUMNS = ("code", "type", "district", "address", "use_unit", "firm", "check", "last_done", "due", "status",
                 "days_overdue")
 OLD_ELEVATOR_COLUMNS = ("code", "district", "address", "use_unit", "firm", "install_date", "years_in_service")

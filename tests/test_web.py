@@ -681,6 +681,7 @@ def test_hazards_name_compliance_and_presence_alerts_with_the_check_labels(clien
     add_alert(db, eid, "overdue:periodic_inspection", "medium")
     add_alert(db, eid, "overdue:maintenance", "medium")
     add_alert(db, eid, "offline", "medium")
+    add_alert(db, eid, "no_records", "low")
     add_alert(db, eid, "entrapment", "critical")
 
     kinds = {r[4].split()[0]: r[4] for r in table_rows(page(client, "/hazards"))}
@@ -691,6 +692,7 @@ def test_hazards_name_compliance_and_presence_alerts_with_the_check_labels(clien
             "overdue:periodic_inspection Periodic inspection (定期检验) — Overdue (超期未检)",
         "overdue:maintenance": "overdue:maintenance Maintenance (维护保养) — Overdue (超期未维保)",
         "offline": "offline Offline (离线)",
+        "no_records": "no_records No records (无检验维保记录)",
         "entrapment": "entrapment passenger trapped",  # a fault code keeps its description
     }
     assert detail == kinds

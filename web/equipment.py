@@ -22,7 +22,6 @@ bp = Blueprint("equipment", __name__)
 
 # The inspection status is compliance's status of this check (models/compliance.py), so that the pages agree
 # with /compliance and the overdue alerts; its never_recorded reads no_record here (docs/compliance.md).
-PERIODIC_CHECK = "periodic_inspection"
 _FROM_COMPLIANCE = {"never_recorded": "no_record"}
 _TO_COMPLIANCE = {v: k for k, v in _FROM_COMPLIANCE.items()}
 # The periodic-inspection status of every in-use equipment: only for a filter on it (a page computes its own).
@@ -88,9 +87,9 @@ def _inspection_condition(status: str) -> tuple[str, dict[str, Any]]:
     if status == "not_required":
         # Not in use, or (should the rule table lack it) a type that owes no periodic inspection.
         return (f"(equipment_status <> 'in_use' OR id NOT IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c))",
-                {"check": PERIODIC_CHECK})
+                {"check": compliance.PERIODIC_INSPECTION})
     return (f"id IN (SELECT equipment_id FROM ({_PERIODIC_SQL}) c WHERE c.status = %(status)s)",
-            {"check": PERIODIC_CHECK, "status": _TO_COMPLIANCE.get(status, status)})
+            {"check": compliance.PERIODIC_INSPECTION, "status": _TO_COMPLIANCE.get(status, status)})
 
 
 EQUIPMENT = Listing(
@@ -119,7 +118,7 @@ def _set_inspection(row: dict[str, Any], status: compliance.CheckStatus | None) 
 def _add_inspection(rows: list[dict[str, Any]], as_of: dt.date) -> None:
     """Add the periodic-inspection fields to the rows: the compliance status of that check for these only."""
     ids = [r["id"] for r in rows if r["equipment_status"] == "in_use"]
-    found = {s.equipment_id: s for s in compliance.check_statuses(connection(), as_of, PERIODIC_CHECK,
+    found = {s.equipment_id: s for s in compliance.check_statuses(connection(), as_of, compliance.PERIODIC_INSPECTION,
                                                                    equipment_ids=ids)} if ids else {}
     for row in rows:
         _set_inspection(row, found.get(row["id"]))
@@ -136,7 +135,7 @@ def get_equipment(code: str, scope: Scope) -> dict[str, Any] | None:
     statuses = compliance.compliance_statuses(connection(), state["as_of"], equipment_ids=[row["id"]])
     row["checks"] = [{"check": s.check, "last_on": s.last_on, "due_on": s.due_on, "status": s.status}
                      for s in statuses]
-    _set_inspection(row, next((s for s in statuses if s.check == PERIODIC_CHECK), None))
+    _set_inspection(row, next((s for s in statuses if s.check == compliance.PERIODIC_INSPECTION), None))
     ident = {"id": row["id"]}
     row["inspections"] = fetch_all(_INSPECTIONS_SQL, ident)
     row["maintenance"] = fetch_all(_MAINTENANCE_SQL, ident | {"limit": RECENT_MAINTENANCE})

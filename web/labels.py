@@ -7,7 +7,9 @@ vocabulary's (semon/vocabulary.py); a value without a label shows as itself, wit
 from __future__ import annotations
 
 from models.compliance import ALERT_PREFIX as OVERDUE_ALERT
-from models.figures import CHECKS, PERIODIC_INSPECTION
+from models.compliance import NO_RECORDS, PERIODIC_INSPECTION
+from models.figures import CHECKS
+from models.presence import ALERT_KIND as OFFLINE_ALERT
 from semon.vocabulary import (
     ALERT_STATES,
     COMPLIANCE_STATUSES,
@@ -119,8 +121,9 @@ _missing = [f"{name}: {value}" for name, (labels, values) in VOCABULARIES.items(
 if _missing:  # a value added to the vocabulary without its label; caught at import, not on some page
     raise RuntimeError(f"no label for {', '.join(_missing)}")
 
-# The alert kinds that are not fault codes: the compliance job's overdue:<check> and the presence job's offline.
-OFFLINE_ALERT = "offline"
+# The alert kinds that are not fault codes: the compliance job's overdue:<check> and no_records, the presence
+# job's offline.
+NO_RECORDS_LABEL = "No records (无检验维保记录)"
 
 
 def label(value: str | None, vocabulary: str) -> str:
@@ -151,4 +154,6 @@ def alert_kind(kind: str | None, description: str | None = None) -> str:
         return f"{label(check, 'check')} — {check_status('overdue', check)}"
     if kind == OFFLINE_ALERT:
         return CONNECTION_LABELS["offline"]
+    if kind == NO_RECORDS:
+        return NO_RECORDS_LABEL
     return ""
