@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from ingest.messages import Equipment, FaultCode, Lookup, Rejected, Telemetry, parse_message
-from semon.vocabulary import EQUIPMENT_TYPES, TELEMETRY_FIELDS
+from ingest.messages import Rejected, Telemetry, parse_message
+from semon.vocabulary import TELEMETRY_FIELDS
 from simulators.scenario import load_scenario
 from simulators.simulation import FleetSimulation
 from tests.conftest import REPO
+from tests.test_simulator_monitors import FleetLookup
 
 MQTT_DOC = REPO / "docs" / "mqtt.md"
 BOUNDS_HEADER = "| type | field | minimum | maximum | why no real equipment reads outside them |"
@@ -67,22 +68,11 @@ def test_the_docs_fault_code_table_is_the_database_table(db):
     assert documented == seeded
 
 
-class _Registry(Lookup):
-    def __init__(self, simulation: FleetSimulation):
-        self.known = {e.code: Equipment(i, e.code, e.type) for i, e in enumerate(simulation.fleet_all, 1)}
-
-    def equipment(self, code: str) -> Equipment | None:
-        return self.known.get(code)
-
-    def fault_code(self, name_or_number: str | int) -> FaultCode | None:
-        return FaultCode(str(name_or_number), None, EQUIPMENT_TYPES)
-
-
 def test_the_simulated_fleet_faults_included_never_sends_a_value_the_bounds_refuse():
     """The demo's rejected_fields stays empty: bounds catch wrong units and signs, never a simulated fault."""
     day, start = date(2026, 11, 22), datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
     simulation = FleetSimulation(load_scenario("demo"), 7, 5.0, today=day)
-    lookup = _Registry(simulation)
+    lookup = FleetLookup(simulation)
     telemetry, problems = 0, []
     for due in simulation.schedule():
         if due.at_s >= 3 * 3600:
