@@ -58,10 +58,10 @@ WITH input AS (
            min(seen_at) AS first_seen, max(seen_at) AS last_seen, count(*)::integer AS n
       FROM ({relation}) i GROUP BY equipment_id, kind),
 raised AS (
-    INSERT INTO alerts AS a (equipment_id, kind, source, severity, firm_id, message, detail, count, first_seen,
-                             last_seen)
-    SELECT i.equipment_id, i.kind, %(alert_source)s, i.severity, e.firm_id, i.message, i.detail, i.n,
-           i.first_seen, i.last_seen
+    INSERT INTO alerts AS a (equipment_id, kind, source, sources, severity, firm_id, message, detail, count,
+                             first_seen, last_seen)
+    SELECT i.equipment_id, i.kind, %(alert_source)s, ARRAY[%(alert_source)s::text], i.severity, e.firm_id, i.message,
+           i.detail, i.n, i.first_seen, i.last_seen
       FROM input i JOIN equipment e ON e.id = i.equipment_id
     ON CONFLICT (equipment_id, kind) WHERE state <> 'resolved' DO {on_conflict}
     RETURNING a.id, a.equipment_id, a.kind, a.severity, a.source, (xmax = 0) AS inserted),
@@ -72,8 +72,10 @@ changes AS (
       FROM raised),
 queued AS ({queue})
 {select}"""
+# A repeat from another source (the monitor's event and the rule on its telemetry) records that source too.
 _REPEAT = """UPDATE SET
     count = a.count + EXCLUDED.count,
+    sources = CASE WHEN EXCLUDED.source = ANY (a.sources) THEN a.sources ELSE a.sources || EXCLUDED.source END,
     last_seen = GREATEST(a.last_seen, EXCLUDED.last_seen),
     message = EXCLUDED.message,
     detail = a.detail || EXCLUDED.detail"""

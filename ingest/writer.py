@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import scalar_row
+from psycopg.rows import dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
+from models.fault_events import apply_device_events
 from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table, topic
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
@@ -163,9 +165,10 @@ class BatchWriter:
                 result.stored += inserted
                 result.duplicates += len(rows) - inserted
             if events:
-                inserted = self._insert_events(events)
-                result.stored += inserted
-                result.duplicates += len(events) - inserted
+                new_events = self._insert_events(events)
+                result.stored += len(new_events)
+                result.duplicates += len(events) - len(new_events)
+                apply_device_events(self.conn, new_events)
             if rejected:
                 self._insert_dead_letters(rejected)
                 result.dead_lettered = len(rejected)
@@ -194,14 +197,16 @@ class BatchWriter:
                 table=sql.Identifier(table), cols=column_sql, stage=sql.Identifier("stage_" + table)))
             return cur.rowcount
 
-    def _insert_events(self, events: list[Event]) -> int:
-        with self.conn.cursor() as cur:
+    def _insert_events(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Store the events; returns those new to the table (a redelivered event is not applied twice)."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
             with cur.copy(f"COPY stage_events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
                 for e in events:
                     copy.write_row((e.ts, e.equipment.id, e.seq, e.code, e.state, Jsonb(e.detail)))
             cols = ", ".join(_EVENT_COLUMNS)
-            cur.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM stage_events ON CONFLICT DO NOTHING")
-            return cur.rowcount
+            cur.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM stage_events ON CONFLICT DO NOTHING"
+                        f" RETURNING {cols}")
+            return cur.fetchall()
 
     def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
         with self.conn.cursor() as cur, cur.copy("COPY dead_letter (topic, payload, reason) FROM STDIN") as copy:

@@ -1,41 +1,49 @@
-"""Device-reported faults: each raised event opens (or repeats) an alert, each cleared event resolves it."""
+"""Device-reported faults: each raised event opens (or repeats) an alert, each cleared event resolves it.
+
+The ingester applies the events it has just stored, in the same transaction (ingest/writer.py): a fault the
+monitor reports is an alert as soon as its message is committed, and a redelivered event, not stored twice, is
+not counted twice."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from alerts.store import raise_alert, resolve_alert
 
-JOB_NAME = "fault_events"
-# Rows become visible at commit, not at their received_at: read only what is old enough that no
-# ingest transaction still holding an earlier received_at can commit after we move past it.
-SETTLE = timedelta(seconds=5)
+SOURCE = "device"
 
 
-def process_fault_events(conn: psycopg.Connection, now: datetime) -> int:
-    """Turn events received since the last run into alert changes; returns how many events were read."""
-    upto = now - SETTLE
-    row = conn.execute("SELECT position FROM job_cursors WHERE name = %s FOR UPDATE", (JOB_NAME,)).fetchone()
-    since = row["position"] if row else datetime.fromtimestamp(0, upto.tzinfo)
-    events = conn.execute("""
-        SELECT e.equipment_id, e.code, e.state, e.ts, e.detail, f.severity, f.description,
-               EXISTS (SELECT 1 FROM events c WHERE c.equipment_id = e.equipment_id AND c.code = e.code
-                       AND c.state = 'cleared' AND c.ts > e.ts) AS cleared_later
-        FROM events e JOIN fault_codes f ON f.name = e.code
-        WHERE e.received_at > %s AND e.received_at <= %s
-        ORDER BY e.ts, e.seq""", (since, upto)).fetchall()
-    for event in events:
+def apply_device_events(conn: psycopg.Connection, events: Iterable[Mapping[str, Any]]) -> int:
+    """Turn newly stored events (equipment_id, code, state, ts, seq, detail) into alert changes, in ts order;
+    returns how many were applied."""
+    ordered = sorted(events, key=lambda e: (e["ts"], e["seq"]))
+    if not ordered:
+        return 0
+    with conn.cursor(row_factory=dict_row) as cur:
+        codes = {r["name"]: r for r in cur.execute(
+            "SELECT name, severity, description FROM fault_codes WHERE name = ANY(%s)",
+            (sorted({e["code"] for e in ordered}),))}
+        # Delivered out of order, a clear can be stored before its raise: the latest clear of each fault.
+        cleared: dict[tuple[int, str], datetime] = {(r["equipment_id"], r["code"]): r["ts"] for r in cur.execute(
+            "SELECT equipment_id, code, max(ts) AS ts FROM events WHERE state = 'cleared'"
+            " AND equipment_id = ANY(%s) AND code = ANY(%s) GROUP BY equipment_id, code",
+            (sorted({e["equipment_id"] for e in ordered}), sorted(codes)))}
+    for event in ordered:
+        key = (event["equipment_id"], event["code"])
         if event["state"] == "raised":
-            raise_alert(conn, equipment_id=event["equipment_id"], kind=event["code"], source="device",
-                        severity=event["severity"], message=f"{event['description']} (reported by the monitor)",
+            fault = codes[event["code"]]
+            raise_alert(conn, equipment_id=event["equipment_id"], kind=event["code"], source=SOURCE,
+                        severity=fault["severity"], message=f"{fault['description']} (reported by the monitor)",
                         seen_at=event["ts"], detail=event["detail"] or {})
-            if event["cleared_later"]:
-                # Delivered out of order: the clear came first, so the fault is already over.
+            if key in cleared and cleared[key] > event["ts"]:
+                # The clear came first: the fault is already over.
                 resolve_alert(conn, equipment_id=event["equipment_id"], kind=event["code"], resolved_at=event["ts"])
         else:
             resolve_alert(conn, equipment_id=event["equipment_id"], kind=event["code"], resolved_at=event["ts"])
-    conn.execute("""INSERT INTO job_cursors (name, position) VALUES (%s, %s)
-                    ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position""", (JOB_NAME, upto))
-    return len(events)
+    return len(ordered)
+

@@ -12,7 +12,6 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models.compliance import rules_from_config, scan_compliance
-from models.fault_events import process_fault_events
 from models.figures import record_daily_figures
 from models.presence import offline_after, presence_job
 from semon.clock import today
@@ -45,7 +44,6 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     silence = offline_after(config)
     return {
         "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
-        "fault_events": (process_fault_events, config.scheduler_interval_s),
         # Every check of the rule table (docs/compliance.md): overdue alerts, resolutions and due-soon reminders,
         # judged on the same "today" as the web pages.
         "compliance": (lambda conn, now: scan_compliance(conn, today(conn, now), now, rules,

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from alerts.store import raise_alert, resolve_alert
-from models.fault_events import process_fault_events
+from ingest.messages import Equipment, Event
+from ingest.writer import BatchWriter
 from models.scheduler import run_locked
 from tests.conftest import register_equipment
 
@@ -20,9 +22,11 @@ def alerts(db, **where):
     return db.execute(f"SELECT * FROM alerts WHERE {clause} ORDER BY id", where).fetchall()
 
 
-def add_event(db, equipment_id: int, code: str, state: str, ts: datetime, seq: int, received: datetime = NOW):
-    db.execute("INSERT INTO events (ts, equipment_id, seq, code, state, detail, received_at) "
-               "VALUES (%s, %s, %s, %s, %s, '{}', %s)", (ts, equipment_id, seq, code, state, received))
+def write_events(db_url: str, *events: tuple[int, str, str, datetime, int]) -> None:
+    """Store (equipment_id, code, state, ts, seq) events as the ingester's writer does: one batch, one transaction."""
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        BatchWriter(conn).write([Event(Equipment(eid, f"EL-{eid}", "elevator"), ts, seq, code, state, {})
+                                 for eid, code, state, ts, seq in events])
 
 
 def test_a_repeat_counts_on_the_one_open_alert(db):
@@ -52,28 +56,23 @@ def test_the_database_refuses_a_second_open_alert(db):
                    "VALUES (%s, 'overspeed', 'rule', 'high')", (eid,))
 
 
-def test_fault_events_open_and_resolve_alerts(db):
+def test_device_events_open_and_resolve_alerts_as_they_are_stored(db, db_url):
     eid = register_equipment(db, "EL-A3")
-    add_event(db, eid, "entrapment", "raised", NOW - timedelta(minutes=10), 1, received=NOW - timedelta(minutes=9))
-    add_event(db, eid, "door_close_failure", "raised", NOW - timedelta(minutes=8), 2,
-              received=NOW - timedelta(minutes=7))
-    assert process_fault_events(db, NOW) == 2
-    assert {(a["kind"], a["state"], a["severity"]) for a in alerts(db)} == {
-        ("entrapment", "open", "critical"), ("door_close_failure", "open", "medium")}
-    add_event(db, eid, "entrapment", "cleared", NOW + timedelta(minutes=1), 3, received=NOW + timedelta(minutes=1))
-    assert process_fault_events(db, NOW + timedelta(minutes=2)) == 1
+    write_events(db_url, (eid, "entrapment", "raised", NOW - timedelta(minutes=10), 1),
+                 (eid, "door_close_failure", "raised", NOW - timedelta(minutes=8), 2))
+    assert {(a["kind"], a["state"], a["severity"], tuple(a["sources"])) for a in alerts(db)} == {
+        ("entrapment", "open", "critical", ("device",)), ("door_close_failure", "open", "medium", ("device",))}
+    write_events(db_url, (eid, "entrapment", "cleared", NOW + timedelta(minutes=1), 3))
     assert alerts(db, kind="entrapment")[0]["state"] == "resolved"
-    # Nothing is read twice: the cursor moved past what was processed.
-    assert process_fault_events(db, NOW + timedelta(minutes=3)) == 0
+    # A redelivered event is not stored twice, so it is not counted twice.
+    write_events(db_url, (eid, "door_close_failure", "raised", NOW - timedelta(minutes=8), 2))
     assert alerts(db, kind="door_close_failure")[0]["count"] == 1
 
 
-def test_a_clear_delivered_before_its_raise_leaves_no_open_alert(db):
+def test_a_clear_delivered_before_its_raise_leaves_no_open_alert(db, db_url):
     eid = register_equipment(db, "EL-A4")
-    add_event(db, eid, "overspeed", "cleared", NOW - timedelta(minutes=5), 2, received=NOW - timedelta(minutes=4))
-    process_fault_events(db, NOW)
-    add_event(db, eid, "overspeed", "raised", NOW - timedelta(minutes=6), 1, received=NOW)
-    process_fault_events(db, NOW + timedelta(minutes=1))
+    write_events(db_url, (eid, "overspeed", "cleared", NOW - timedelta(minutes=5), 2))
+    write_events(db_url, (eid, "overspeed", "raised", NOW - timedelta(minutes=6), 1))
     [alert] = alerts(db)
     assert alert["state"] == "resolved"
 
@@ -82,10 +81,10 @@ def test_a_job_is_skipped_while_another_replica_holds_its_lock(config, db):
     import zlib
 
     with psycopg.connect(config.database_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(%s)", (zlib.crc32(b"fault_events"),))
-        assert run_locked(config, "fault_events", lambda conn, now: "ran") is None
-        other.execute("SELECT pg_advisory_unlock(%s)", (zlib.crc32(b"fault_events"),))
-    assert run_locked(config, "fault_events", lambda conn, now: "ran") == "ran"
+        other.execute("SELECT pg_advisory_lock(%s)", (zlib.crc32(b"presence"),))
+        assert run_locked(config, "presence", lambda conn, now: "ran") is None
+        other.execute("SELECT pg_advisory_unlock(%s)", (zlib.crc32(b"presence"),))
+    assert run_locked(config, "presence", lambda conn, now: "ran") == "ran"
 
 
 def test_equipment_silent_for_three_heartbeats_is_marked_offline(db):
@@ -107,21 +106,18 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
 
     now = datetime.now(UTC)
     jobs = job_table(config)
-    assert set(jobs) == {"presence", "fault_events", "compliance", "compliance_daily"}
+    assert set(jobs) == {"presence", "compliance", "compliance_daily"}
     overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
     db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, current_date - 400)", (overdue,))
     silent = register_equipment(db, "EL-C2")
     db.execute("INSERT INTO equipment_state (equipment_id, status, last_seen) VALUES (%s, 'online', %s)",
                (silent, now - timedelta(hours=1)))
-    add_event(db, overdue, "entrapment", "raised", now - timedelta(minutes=2), 1, received=now - timedelta(minutes=1))
     results = {name: run_locked(config, name, job, now) for name, (job, _) in jobs.items()}
-    assert results["fault_events"] == 1
     assert results["presence"] == (1, 1, 0)  # marked offline, its offline alert opened
     assert results["compliance"].raised >= 1
     assert results["compliance_daily"] == 1  # one (district, type) group
     kinds = {(a["equipment_id"], a["kind"], a["source"]) for a in alerts(db)}
-    assert {(overdue, "entrapment", "device"), (overdue, "overdue:periodic_inspection", "compliance"),
-            (silent, "offline", "presence")} <= kinds
+    assert {(overdue, "overdue:periodic_inspection", "compliance"), (silent, "offline", "presence")} <= kinds
     assert db.execute("SELECT in_use FROM compliance_daily WHERE day = current_date").fetchone()["in_use"] == 2
 
 

@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from alerts.store import AlertInput, raise_alert, raise_alerts, resolve_alert
 from models.compliance import rules_from_config, scan_compliance, sync_rules
-from models.fault_events import process_fault_events
+from models.fault_events import apply_device_events
 from models.presence import presence_job
 from tests.conftest import register_equipment
 
@@ -33,8 +33,11 @@ def outbox(db, **where) -> list[tuple[str, str, str | None]]:
 
 
 def add_event(db, equipment_id: int, code: str, state: str, ts: datetime, seq: int) -> None:
-    db.execute("INSERT INTO events (ts, equipment_id, seq, code, state, detail, received_at) "
-               "VALUES (%s, %s, %s, %s, %s, '{}', %s)", (ts, equipment_id, seq, code, state, ts))
+    """Store an event and apply it, as the ingester does in one transaction."""
+    event = db.execute("INSERT INTO events (ts, equipment_id, seq, code, state, detail) VALUES (%s, %s, %s, %s, %s,"
+                       " '{}') RETURNING equipment_id, code, state, ts, seq, detail",
+                       (ts, equipment_id, seq, code, state)).fetchone()
+    apply_device_events(db, [event])
 
 
 def test_a_device_fault_and_an_overdue_check_reach_the_same_recipients(db):
@@ -45,7 +48,6 @@ def test_a_device_fault_and_an_overdue_check_reach_the_same_recipients(db):
                " '2025-11-01')", (eid,))  # overdue since 2026-11-01
     # door_close_failure is medium, like an overdue check: the same route applies to both.
     add_event(db, eid, "door_close_failure", "raised", NOW - timedelta(minutes=10), 1)
-    process_fault_events(db, NOW)
     scan_compliance(db, AS_OF, NOW)
     device = db.execute("SELECT id FROM alerts WHERE source = 'device'").fetchone()["id"]
     overdue = db.execute("SELECT id FROM alerts WHERE kind = 'overdue:periodic_inspection'").fetchone()["id"]

@@ -1,13 +1,12 @@
 """End to end: a simulated elevator publishes through the real broker, the real ingester stores it in the
-real TimescaleDB, the fault it raises becomes an open alert, and the hazards JSON endpoint lists it."""
+real TimescaleDB, the fault it reports becomes an open alert as it is stored, and the hazards JSON endpoint lists
+it."""
 
 from __future__ import annotations
 
 import threading
 
 from ingest.service import Ingester
-from models.fault_events import SETTLE, process_fault_events
-from models.scheduler import run_locked
 from semon.registry.importer import import_registry_csv
 from simulators.run import run_simulation, write_scenario_registry
 from tests.conftest import wait_until
@@ -51,6 +50,9 @@ def test_a_simulated_entrapment_becomes_an_open_hazard(config, db, tmp_path):
         event = wait_until(lambda: db.execute("SELECT * FROM events").fetchone(), timeout=20,
                            message="the entrapment event stored")
         assert (event["code"], event["state"]) == ("entrapment", "raised")
+        # The ingester opens the alert in the transaction that stores the event: no job to wait for.
+        alert = db.execute("SELECT * FROM alerts WHERE kind = 'entrapment'").fetchone()
+        assert alert is not None and alert["sources"] == ["device"]
         trapped = wait_until(lambda: db.execute(
             "SELECT * FROM telemetry_elevator WHERE ts > %s ORDER BY ts LIMIT 1", (event["ts"],)).fetchone(),
             timeout=10, message="telemetry after the fault")
@@ -63,8 +65,6 @@ def test_a_simulated_entrapment_becomes_an_open_hazard(config, db, tmp_path):
         clear.publish("sem/v1/elevator/EL-D1-0001/status", b"", retain=True)  # leave the shared broker clean
         clear.close()
 
-    # The scheduler's job, run as the scheduler runs it, once the events have settled.
-    run_locked(config, "fault_events", process_fault_events, now=event["received_at"] + SETTLE * 2)
     hazards = create_app(config).test_client().get("/api/hazards").get_json()["items"]
     assert [(h["equipment_code"], h["kind"], h["severity"], h["state"]) for h in hazards] == [
         ("EL-D1-0001", "entrapment", "critical", "open")]
