@@ -15,8 +15,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.routing import queue_sql
+from semon.vocabulary import ALERT_SOURCES
 
-SOURCES = ("device", "rule", "anomaly", "compliance", "presence")
+SOURCES = ALERT_SOURCES
 
 
 @dataclass(frozen=True)

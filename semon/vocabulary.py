@@ -13,6 +13,9 @@ TOPIC_ROOT = "sem/v1"
 # Most severe first; the hazards page and routing sort on this order.
 SEVERITIES = ("critical", "high", "medium", "low")
 ALERT_STATES = ("open", "acknowledged", "resolved")
+# Who raised an alert (docs/alerts.md): the monitor, a rule on its telemetry, a wear model, the compliance scan,
+# the presence job.
+ALERT_SOURCES = ("device", "rule", "anomaly", "compliance", "presence")
 INSPECTION_RESULTS = ("pass", "pass_after_rectification", "fail")
 EQUIPMENT_STATUSES = ("in_use", "suspended", "scrapped")
 

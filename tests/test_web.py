@@ -853,3 +853,16 @@ def test_pages_use_no_external_resources(client, db):
     css = client.get("/static/style.css")
     assert css.status_code == 200
     assert "url(" not in css.get_data(as_text=True)
+
+
+def test_an_alert_raised_by_the_monitor_and_by_a_rule_shows_both_sources(client, db):
+    eid = add_equipment(db, "EL-001")
+    alert = add_alert(db, eid, "entrapment", "critical")
+    db.execute("UPDATE alerts SET sources = '{device,rule}' WHERE id = %s", (alert,))
+
+    [row] = table_rows(page(client, "/hazards"))
+    [item] = api(client, "/api/hazards")["items"]
+
+    assert row[4] == ("entrapment passenger trapped "
+                      "Reported by the monitor (设备上报) + Derived from telemetry (遥测推断)")
+    assert (item["source"], item["sources"]) == ("device", ["device", "rule"])

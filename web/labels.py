@@ -11,6 +11,7 @@ from models.compliance import NO_RECORDS, PERIODIC_INSPECTION
 from models.figures import CHECKS
 from models.presence import ALERT_KIND as OFFLINE_ALERT
 from semon.vocabulary import (
+    ALERT_SOURCES,
     ALERT_STATES,
     COMPLIANCE_STATUSES,
     CONNECTION_STATES,
@@ -86,6 +87,13 @@ SEVERITY_LABELS = {
     "medium": "Medium",
     "low": "Low",
 }
+ALERT_SOURCE_LABELS = {
+    "device": "Reported by the monitor (设备上报)",
+    "rule": "Derived from telemetry (遥测推断)",
+    "anomaly": "Wear model (磨损预警)",
+    "compliance": "Compliance rules (合规检查)",
+    "presence": "Presence (在线监测)",
+}
 ALERT_STATE_LABELS = {
     "open": "Open (未处理)",
     "acknowledged": "Acknowledged (已确认)",
@@ -113,6 +121,7 @@ VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "connection": (CONNECTION_LABELS, CONNECTION_STATES),
     "severity": (SEVERITY_LABELS, SEVERITIES),
     "alert_state": (ALERT_STATE_LABELS, ALERT_STATES),
+    "alert_source": (ALERT_SOURCE_LABELS, ALERT_SOURCES),
     "equipment_status": (EQUIPMENT_STATUS_LABELS, EQUIPMENT_STATUSES),
     "inspection_result": (INSPECTION_RESULT_LABELS, INSPECTION_RESULTS),
 }
