@@ -8,6 +8,7 @@ help:
 	@echo "make bench  set up the same way and run the ingest benchmarks (about 6 minutes; bench/RESULTS.md)"
 	@echo "make bench-simulate  run the simulator benchmark: the load scenario for 5 minutes (bench/RESULTS.md)"
 	@echo "make bench-compliance  compliance status of 100,000 equipment with 1,000,000 records (about 1 minute)"
+	@echo "make bench-detection  telemetry fault rules against the evaluation scenario's ground truth, and their cost (about 9 minutes)"
 	@echo "make lint   ruff"
 	@echo "make stop   stop the TimescaleDB and Mosquitto that semon started"
 
@@ -32,6 +33,12 @@ bench-compliance: setup
 	@db_state=$$(scripts/timescaledb.sh start) || exit 1; .venv/bin/python bench/compliance.py; rc=$$?; \
 	if [ "$$db_state" = started ]; then scripts/timescaledb.sh stop; fi; exit $$rc
 
+# Not part of `make bench` either. It needs TimescaleDB (started here if needed, stopped if it was) and Mosquitto.
+bench-detection: setup
+	@. scripts/lib.sh && ensure_debs mosquitto && db_state=$$(scripts/timescaledb.sh start) || exit 1; \
+	"$$VENV/bin/python" bench/detection.py; rc=$$?; \
+	if [ "$$db_state" = started ]; then scripts/timescaledb.sh stop; fi; exit $$rc
+
 lint: setup
 	@.venv/bin/ruff check .
 
@@ -39,4 +46,4 @@ stop: setup
 	@scripts/mosquitto.sh stop
 	@scripts/timescaledb.sh stop
 
-.PHONY: help setup demo test bench bench-simulate bench-compliance lint stop
+.PHONY: help setup demo test bench bench-simulate bench-compliance bench-detection lint stop

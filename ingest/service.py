@@ -15,9 +15,12 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.detection import RuleRunner
 from ingest.messages import Parsed, Rejected, parse_message
 from ingest.metrics import IngestMetrics
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
+from models.rules.engine import Detector
+from models.rules.settings import settings_from_config
 from semon import paho_properties
 from semon.config import Config, mqtt_address
 from semon.db import DatabaseUnavailable, connect, redact
@@ -193,8 +196,8 @@ class Ingester:
             try:
                 if conn is None or conn.closed:
                     conn = connect(self.config.database_url)
-                    writer = BatchWriter(conn)
                     lookup = DatabaseLookup(conn)
+                    writer = BatchWriter(conn, self._rules(lookup))
                 assert writer is not None and lookup is not None
                 parsed = [parse_message(m.topic, m.payload, lookup) for m in pending]
                 try:
@@ -218,6 +221,13 @@ class Ingester:
             pending = []
         if conn is not None:
             conn.close()
+
+    def _rules(self, lookup: DatabaseLookup) -> RuleRunner | None:
+        # The telemetry rules (docs/rules.md) run in the writer's transaction; rules_enabled=false is the
+        # benchmarks' baseline and the way out should a rule misbehave in the field.
+        if not self.config.rules_enabled:
+            return None
+        return RuleRunner(Detector(settings_from_config(self.config), lookup.severities), lookup.equipment_info)
 
     @staticmethod
     def _write_one_by_one(writer: BatchWriter, batch: list[Received], parsed: list[Parsed]) -> WriteResult:

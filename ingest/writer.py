@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +12,10 @@ from psycopg import sql
 from psycopg.rows import dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
+from ingest.detection import RuleRunner
 from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
 from models.fault_events import apply_device_events
+from models.rules.engine import EquipmentInfo, Sample
 from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table, topic
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
@@ -64,6 +66,7 @@ class WriteResult:
     statuses: int = 0
     fields_refused: int = 0  # values that cannot be true, not stored (rejected_fields)
     fields_misspelt: int = 0  # unknown fields named like a contract field, kept in extra (rejected_fields)
+    rule_changes: int = 0    # alerts raised or resolved by the telemetry rules
 
     def add(self, other: WriteResult) -> None:
         """Add another result's counts to this one."""
@@ -73,6 +76,7 @@ class WriteResult:
         self.statuses += other.statuses
         self.fields_refused += other.fields_refused
         self.fields_misspelt += other.fields_misspelt
+        self.rule_changes += other.rule_changes
 
 
 class DatabaseLookup(Lookup):
@@ -90,10 +94,17 @@ class DatabaseLookup(Lookup):
     def reload(self) -> None:
         """Read the registry and the fault-code table again."""
         with self._conn.cursor() as cur:
-            cur.execute("SELECT id, code, type FROM equipment WHERE status <> 'scrapped'")
-            self._equipment = {r["code"]: Equipment(r["id"], r["code"], r["type"]) for r in cur}
-            cur.execute("SELECT name, gbt_code, equipment_types FROM fault_codes")
-            faults = [FaultCode(r["name"], r["gbt_code"], tuple(r["equipment_types"])) for r in cur]
+            cur.execute("SELECT id, code, type, rated_speed_mps, floors, rated_pressure_mpa FROM equipment"
+                        " WHERE status <> 'scrapped'")
+            rows = cur.fetchall()
+            self._equipment = {r["code"]: Equipment(r["id"], r["code"], r["type"]) for r in rows}
+            # What the telemetry rules need of the registry (rated speed for overspeed, floors for overtravel ...).
+            self._info = {r["id"]: EquipmentInfo(r["id"], r["type"], r["rated_speed_mps"], r["floors"],
+                                                 r["rated_pressure_mpa"]) for r in rows}
+            cur.execute("SELECT name, gbt_code, equipment_types, severity FROM fault_codes")
+            fault_rows = cur.fetchall()
+            faults = [FaultCode(r["name"], r["gbt_code"], tuple(r["equipment_types"])) for r in fault_rows]
+            self.severities = {r["name"]: r["severity"] for r in fault_rows}
         self._conn.commit()
         self._faults = {f.name: f for f in faults}
         self._faults_by_number = {f.gbt_code: f for f in faults if f.gbt_code is not None}
@@ -110,6 +121,10 @@ class DatabaseLookup(Lookup):
             found = self._equipment.get(code)
         return found
 
+    def equipment_info(self, equipment_id: int) -> EquipmentInfo | None:
+        """The registry facts the telemetry rules use, of an equipment the lookup has seen."""
+        return self._info.get(equipment_id)
+
     def fault_code(self, name_or_number: str | int) -> FaultCode | None:
         if isinstance(name_or_number, int):
             return self._faults_by_number.get(name_or_number)
@@ -119,11 +134,20 @@ class DatabaseLookup(Lookup):
         return found
 
 
+def _samples(telemetry: Mapping[str, list[Telemetry]]) -> dict[int, list[Sample]]:
+    samples: dict[int, list[Sample]] = {}
+    for rows in telemetry.values():
+        for row in rows:
+            samples.setdefault(row.equipment.id, []).append(Sample(row.ts, row.seq, row.values))
+    return samples
+
+
 class BatchWriter:
     """Owns one connection and writes whole batches atomically."""
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, rules: RuleRunner | None = None):
         self.conn = conn
+        self.rules = rules
         self._create_staging()
 
     def _create_staging(self) -> None:
@@ -164,6 +188,8 @@ class BatchWriter:
                 inserted = self._insert_telemetry(equipment_type, rows)
                 result.stored += inserted
                 result.duplicates += len(rows) - inserted
+            if telemetry and self.rules is not None:
+                result.rule_changes = self.rules.run(self.conn, _samples(telemetry))
             if events:
                 new_events = self._insert_events(events)
                 result.stored += len(new_events)

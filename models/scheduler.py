@@ -14,6 +14,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from models.compliance import rules_from_config, scan_compliance
 from models.figures import record_daily_figures
 from models.presence import offline_after, presence_job
+from models.rule_expiry import expire_pending
+from models.rules.engine import Detector
+from models.rules.settings import settings_from_config
 from semon.clock import today
 from semon.config import Config
 from semon.db import DatabaseUnavailable, connect
@@ -38,12 +41,26 @@ def run_locked(config: Config, name: str, job: Job, now: datetime | None = None)
         return None
 
 
+def _rule_expiry(config: Config) -> Job:
+    detector: list[Detector] = []  # built on the first run: the severities are the database's fault_codes
+
+    def run(conn: psycopg.Connection, now: datetime) -> int:
+        if not detector:
+            severities = {r["name"]: r["severity"] for r in conn.execute("SELECT name, severity FROM fault_codes")}
+            detector.append(Detector(settings_from_config(config), severities))
+        return expire_pending(conn, now, detector[0])
+
+    return run
+
+
 def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
     rules = rules_from_config(config)
     silence = offline_after(config)
     return {
         "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
+        # Dwells of the telemetry rules that a quiet monitor leaves running (docs/rules.md).
+        **({"rule_expiry": (_rule_expiry(config), config.rules_expiry_interval_s)} if config.rules_enabled else {}),
         # Every check of the rule table (docs/compliance.md): overdue alerts, resolutions and due-soon reminders,
         # judged on the same "today" as the web pages.
         "compliance": (lambda conn, now: scan_compliance(conn, today(conn, now), now, rules,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from simulators.operation import Operation
+
 if TYPE_CHECKING:
     from simulators.fleet import Equipment
 
@@ -48,6 +50,8 @@ class Device:
 
     equipment_type: ClassVar[str]
     FAULTS: ClassVar[Mapping[str, FaultBehaviour[Any]]] = {}
+    # How the equipment is operated (simulators/operation.py); the simulation sets the scenario's.
+    operation: Operation = Operation()
 
     def __init__(self, equipment: Equipment, seed: int, tz: timezone = UTC):
         self.equipment = equipment
@@ -61,6 +65,8 @@ class Device:
         self.now = datetime.min.replace(tzinfo=UTC)  # the moment being simulated, during start() and tick()
         # Wear severity by kind, 0 (as new) to 1 (failed); the simulation sets it from its wear plan.
         self.degradation: Mapping[str, float] = {}
+        # Whether a maintenance visit is due now; the simulation sets it from its visit plan.
+        self.maintenance_requested = False
 
     @property
     def code(self) -> str:
@@ -70,6 +76,11 @@ class Device:
     def worn(self, kind: str) -> float:
         """Severity of one kind of wear (simulators/wear.py), 0 when the equipment is not wearing that way."""
         return self.degradation.get(kind, 0.0)
+
+    @property
+    def in_maintenance(self) -> bool:
+        """Whether a technician has the equipment (it reports a maintenance or inspection mode)."""
+        return False
 
     @property
     def behaviour(self) -> FaultBehaviour[Any] | None:
@@ -88,6 +99,9 @@ class Device:
         if self.fault is not None:
             raise ValueError(f"{self.code} already has fault {self.fault!r} active")
         self.advance(now)
+        if self.in_maintenance:
+            # Ground truth stays unambiguous: a fault is never injected under a technician's hands.
+            raise ValueError(f"{self.code} is being maintained")
         self.fault = fault
         self.FAULTS[fault].enter(self)
         return self._message(now, {"code": fault, "state": "raised",

@@ -62,6 +62,13 @@ class Boiler(Device):
         self.relief_open = False
         self.flue_extra_c = 0.0
         self.water_quality_bad = False
+        # Seconds of pre-purge and ignition left after the burner was called to fire: no flame, no heat yet.
+        self.purge_left = 0.0
+
+    @property
+    def lit(self) -> bool:
+        """Whether the flame is proven (the burner fires and its start sequence is over)."""
+        return self.burner != "off" and self.purge_left <= 0
 
     def start(self, now: datetime) -> None:
         self.demand = self._demand_target(self.local_hour(now))
@@ -77,11 +84,15 @@ class Boiler(Device):
         rng = self.rng
         self.demand += (self._demand_target(hour) - self.demand) * dt / 600 + rng.gauss(0, 0.004) * dt ** 0.5
         self.demand = clamp(self.demand, 0.05, 0.98)
+        was_off = self.burner == "off"
         self._control()
+        if was_off and self.burner != "off":
+            self.purge_left = self.operation.burner_purge_s
         behaviour = self.behaviour
         if behaviour is not None and behaviour.tick is not None:
             behaviour.tick(self, dt)
         self._physics(dt)
+        self.purge_left = max(0.0, self.purge_left - dt)
 
     def _control(self) -> None:
         # Burner on pressure with hysteresis, so it cycles off/low/high every few minutes.
@@ -104,7 +115,8 @@ class Boiler(Device):
         available = clamp(self.pressure / (0.5 * self.setpoint), 0.0, 1.0)
         self.steam = 0.0 if self.steam_valve_closed else capacity * self.demand * available
         relief = 0.8 * capacity * available if self.relief_open else 0.0
-        heat = FIRING[self.burner] * capacity
+        firing = FIRING[self.burner] if self.lit else 0.0
+        heat = firing * capacity
         self.pressure += rated * PRESSURE_RATE / 60 * (heat - self.steam - relief) / capacity * dt
         self.pressure = clamp(self.pressure, 0.0, rated * 1.1)
         if self.feed_override is None:
@@ -114,7 +126,6 @@ class Boiler(Device):
             self.feed = self.feed_override
         self.level += LEVEL_RATE_MM_S * (self.feed - self.steam - relief) / capacity * dt
         self.level = clamp(self.level + rng.gauss(0, 0.3) * dt ** 0.5, -LEVEL_LIMIT_MM, LEVEL_LIMIT_MM)
-        firing = FIRING[self.burner]
         scale = WORN_SCALE_C * self.worn("scaling")
         flue_target = 75.0 if firing == 0 else 120.0 + 100.0 * firing + self.fouling_c + scale
         self.flue += (flue_target + self.flue_extra_c - self.flue) * dt / 90
@@ -138,7 +149,7 @@ class Boiler(Device):
             "flue_gas_temp_c": round(self.flue + rng.gauss(0, 0.8), 1),
             "o2_pct": round(clamp(self.o2 + rng.gauss(0, 0.08), 0.0, 20.9), 2),
             "burner": self.burner,
-            "flame": self.burner != "off",
+            "flame": self.lit,
             "feedwater_flow_tph": round(self.feed, 2),
             "steam_flow_tph": round(self.steam, 2),
             "load_pct": round(self.steam / self.capacity * 100, 1),

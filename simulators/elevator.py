@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from simulators.base import Device, FaultBehaviour, clamp
+from simulators.operation import boarding_wait
 from simulators.traffic import calls_per_hour, expected_calls
 
 if TYPE_CHECKING:
@@ -94,6 +96,13 @@ class Elevator(Device):
         self.door_cycles = 0
         self.run_s = 0.0
         self.fault_s = 0.0
+        self.hold_s = 0.0  # passengers just aboard keep the car this long at the landing, doors closed
+        # A maintenance visit (simulators/operation.py): the technician's script, one step per tick, the mode the car
+        # reports meanwhile, and a technician on the car roof, whom the load cell feels and the car's PIR does not.
+        self.visit: Iterator[object] | None = None
+        self.service_mode = "normal"
+        self.technician_kg = 0.0
+        self.dt = 0.0
         self.installed = datetime.combine(equipment.install_date, datetime.min.time(), tzinfo=tz)
         # A generous mean run (half the shaft), so run hours rarely reach their ceiling.
         self.mean_run_s = self.floors * FLOOR_HEIGHT_M / 2 / self.rated_speed + self.rated_speed / ACCEL_MPS2 + 2
@@ -118,7 +127,11 @@ class Elevator(Device):
     @property
     def mode(self) -> str:
         """The GB/T 24476 service mode."""
-        return "normal" if self.in_service else "out_of_service"
+        return self.service_mode if self.in_service else "out_of_service"
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.visit is not None
 
     # Lifetime counters.
 
@@ -152,8 +165,18 @@ class Elevator(Device):
         runs = self.run_count
         behaviour = self.behaviour
         if self.in_service and (behaviour is None or self.fault in KEEPS_RUNNING):
-            self._arrivals(dt, hour)
-            self._operate(dt)
+            if self.visit is None and self.maintenance_requested and self._free():
+                self.visit = self._visit()
+            if self.visit is not None:
+                self.dt = dt
+                if next(self.visit, None) is _DONE:
+                    self.visit = None
+            else:
+                if self.maintenance_requested:
+                    self.calls.clear()  # the technician is waiting for the car: people take the stairs
+                else:
+                    self._arrivals(dt, hour)
+                self._operate(dt)
         if behaviour is not None and behaviour.tick is not None:
             self.fault_s += dt
             behaviour.tick(self, dt)
@@ -240,6 +263,8 @@ class Elevator(Device):
                 return
             self.job = self.calls.popleft()
             self.stage = "pickup"
+        if self.stage == "deliver" and self.phase_s < self.hold_s:
+            return  # passengers still choosing their floor: the car waits at the landing, doors closed
         if self.stage == "rescue":
             floor = self.target_floor
         else:
@@ -286,6 +311,7 @@ class Elevator(Device):
             moved = min(self.job.persons, self.capacity - self.persons)
             self.persons += moved
             self.stage = "deliver"
+            self.hold_s = boarding_wait(self.operation, self.rng)
         else:
             # Delivered, or rescued: everyone gets out and the car is free for the next call.
             moved, self.persons = self.persons, 0
@@ -311,7 +337,7 @@ class Elevator(Device):
                          + 0.02 * self.wear)
         else:
             vibration = 0.0015 + (0.002 if self.door in ("opening", "closing") else 0.0)
-        load_pct = self.persons * PASSENGER_KG / self.rated_load * 100
+        load_pct = (self.persons * PASSENGER_KG + self.technician_kg) / self.rated_load * 100
         data: dict[str, Any] = {
             "floor": self.nearest_floor + 1,
             "direction": "up" if self.velocity > 0 else "down" if self.velocity < 0 else "stop",
@@ -340,6 +366,113 @@ class Elevator(Device):
                 "speed_mps": round(abs(self.velocity), 3), "rated_speed_mps": self.rated_speed,
                 "occupied": self.persons > 0}
 
+    # A maintenance visit (TSG T5002 half-monthly maintenance). Each generator below advances one tick per step
+    # (self.dt long); waits end early once the visit is over, and the car is then handed back at a landing.
+
+    def _free(self) -> bool:
+        return (self.stage is None and self.phase == "idle" and self.door == "closed" and self.velocity == 0.0
+                and self.persons == 0)
+
+    def _visit(self) -> Iterator[object]:
+        self.service_mode = "maintenance"
+        self._set_phase("maintenance")
+        tasks: tuple[Callable[[], Iterator[None]], ...] = (
+            self._landing_doors, self._car_roof, self._pit, self._car_inside, self._machine_room)
+        while self.maintenance_requested:
+            yield from self.rng.choice(tasks)()
+        if not self.in_door_zone:
+            yield from self._inspection_run(self.nearest_floor * FLOOR_HEIGHT_M)
+        self.service_mode = "maintenance"
+        yield from self._door_to("open", DOOR_OPEN_S)
+        yield from self._for(self.rng.uniform(3, 10))
+        yield from self._door_to("closed", DOOR_CLOSE_S)
+        self.service_mode = "normal"
+        self._set_phase("idle")
+        yield _DONE
+
+    def _for(self, seconds: float, until_visit_ends: bool = False) -> Iterator[None]:
+        left = seconds
+        while left > 0 and not (until_visit_ends and not self.maintenance_requested):
+            yield
+            left -= self.dt
+
+    def _work(self, seconds: float) -> Iterator[None]:
+        """The technician at work: over after `seconds`, or sooner once the visit is over."""
+        return self._for(seconds, until_visit_ends=True)
+
+    def _door_to(self, state: str, seconds: float) -> Iterator[None]:
+        self.door = "opening" if state == "open" else "closing"
+        yield from self._for(seconds)
+        self.door = state
+        if state == "closed":
+            self.door_cycles += 1
+
+    def _inspection_run(self, target: float) -> Iterator[None]:
+        # On the inspection control: at most 0.63 m/s (EN 81-20), and the car stops wherever the button is let go.
+        self.service_mode = "inspection"
+        self.speed_limit = RESCUE_SPEED_MPS
+        self.run_count += 1
+        target = clamp(target, 0.0, self.top)
+        while not self._move_toward(target, self.dt):
+            yield
+
+    def _landing_doors(self) -> Iterator[None]:
+        # Doors, sills and light curtain at one landing: the door stands open for minutes and is cycled by hand.
+        yield from self._inspection_run(self.rng.randrange(self.floors) * FLOOR_HEIGHT_M)
+        self.service_mode = "maintenance"
+        yield from self._door_to("open", DOOR_OPEN_S)
+        for _ in range(self.rng.randint(1, 4)):
+            yield from self._work(self.rng.uniform(30, 180))
+            yield from self._door_to("closed", DOOR_CLOSE_S)
+            yield from self._door_to("open", DOOR_OPEN_S)
+        yield from self._work(self.rng.uniform(30, 180))
+        yield from self._door_to("closed", DOOR_CLOSE_S)
+
+    def _car_roof(self) -> Iterator[None]:
+        # From the car roof: the car creeps between floors and stands there, doors closed, while the technician
+        # works with the roof stop switch pressed (the safety circuit open).
+        self.technician_kg = PASSENGER_KG
+        for _ in range(self.rng.randint(1, 3)):
+            floor = self.rng.randrange(self.floors - 1)
+            yield from self._inspection_run(floor * FLOOR_HEIGHT_M + self.rng.uniform(0.6, FLOOR_HEIGHT_M - 0.6))
+            self.safety_ok = False
+            yield from self._work(self.rng.uniform(60, 600))
+            self.safety_ok = True
+            yield from self._for(self.rng.uniform(5, 30))
+        yield from self._inspection_run(self.nearest_floor * FLOOR_HEIGHT_M)
+        self.technician_kg = 0.0
+        self.service_mode = "maintenance"
+
+    def _pit(self) -> Iterator[None]:
+        # The pit: the car is sent up a floor, the lowest landing door opened with the emergency key (its contact
+        # opens the door lock circuit with the car standing elsewhere) and the pit stop switch pressed.
+        yield from self._inspection_run(min(1, self.floors - 1) * FLOOR_HEIGHT_M)
+        self.door_lock_ok = False
+        yield from self._for(self.rng.uniform(10, 30))
+        self.safety_ok = False
+        yield from self._work(self.rng.uniform(300, 900))
+        self.safety_ok = True
+        yield from self._for(self.rng.uniform(10, 30))
+        self.door_lock_ok = True
+        self.service_mode = "maintenance"
+
+    def _car_inside(self) -> Iterator[None]:
+        # Inside the car, doors closed: the alarm button, intercom, lighting and car panel are tested.
+        if not self.in_door_zone:
+            yield from self._inspection_run(self.nearest_floor * FLOOR_HEIGHT_M)
+        self.service_mode = "maintenance"
+        yield from self._door_to("open", DOOR_OPEN_S)
+        self.persons = 1
+        yield from self._door_to("closed", DOOR_CLOSE_S)
+        yield from self._work(self.rng.uniform(60, 300))
+        yield from self._door_to("open", DOOR_OPEN_S)
+        self.persons = 0
+        yield from self._door_to("closed", DOOR_CLOSE_S)
+
+    def _machine_room(self) -> Iterator[None]:
+        # In the machine room (brake, sheave, controller): the car stands at its landing.
+        yield from self._work(self.rng.uniform(300, 1200))
+
     def recover(self, fault: str) -> None:
         if fault in KEEPS_RUNNING:
             return
@@ -360,6 +493,9 @@ class Elevator(Device):
                 self._set_phase("door_opening")
         else:
             self._start_run(self.nearest_floor, RESCUE_SPEED_MPS)
+
+
+_DONE = object()  # what a visit yields last: the car is handed back
 
 
 # Fault signatures. Each `enter` puts the car into the state a monitor would report for that fault.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,15 @@ class Escalator(Device):
         self.load = 0.0
         self.run_s = 0.0
         self.installed = datetime.combine(equipment.install_date, datetime.min.time(), tzinfo=tz)
+        # A maintenance visit (simulators/operation.py): the technician's script, one step per tick, and the mode
+        # the unit reports meanwhile.
+        self.visit: Iterator[object] | None = None
+        self.service_mode = "normal"
+        self.dt = 0.0
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.visit is not None
 
     def start(self, now: datetime) -> None:
         self.run_s = self._ceiling(now)
@@ -73,14 +83,66 @@ class Escalator(Device):
     def tick(self, dt: float, hour: float) -> None:
         behaviour = self.behaviour
         if behaviour is None or self.fault in KEEPS_RUNNING:
-            target = self.rated_speed if self.in_service and self._scheduled(hour) else 0.0
-            step = START_ACCEL_MPS2 * dt
-            self.speed = min(target, self.speed + step) if target > self.speed else max(target, self.speed - step)
+            if self.visit is None and self.maintenance_requested and self.in_service:
+                self.visit = self._visit()  # barriers at both landings: passengers take another way
+            if self.visit is not None:
+                self.dt = dt
+                if next(self.visit, None) is _DONE:
+                    self.visit = None
+            else:
+                target = self.rated_speed if self.in_service and self._scheduled(hour) else 0.0
+                self._ramp(target, dt)
         if behaviour is not None and behaviour.tick is not None:
             behaviour.tick(self, dt)
-        self.load = activity(self.kind, hour) if self.speed > 0 else 0.0
+        self.load = activity(self.kind, hour) if self.speed > 0 and self.visit is None else 0.0
         if self.speed > 0:
             self.run_s = min(self.run_s + dt, self._ceiling(self.now))
+
+    def _ramp(self, target: float, dt: float) -> None:
+        step = START_ACCEL_MPS2 * dt
+        self.speed = min(target, self.speed + step) if target > self.speed else max(target, self.speed - step)
+
+    # A maintenance visit (TSG T5002 half-monthly maintenance). Each generator below advances one tick per step
+    # (self.dt long); waits end early once the visit is over.
+
+    def _visit(self) -> Iterator[object]:
+        self.service_mode = "maintenance"
+        yield from self._ramp_to(0.0)
+        tasks: tuple[Callable[[], Iterator[None]], ...] = (self._open_work, self._inspection_runs)
+        while self.maintenance_requested:
+            yield from self.rng.choice(tasks)()
+        self.service_mode = "normal"
+        yield _DONE
+
+    def _ramp_to(self, target: float) -> Iterator[None]:
+        while self.speed != target:
+            yield
+            self._ramp(target, self.dt)
+
+    def _for(self, seconds: float, until_visit_ends: bool = False) -> Iterator[None]:
+        left = seconds
+        while left > 0 and not (until_visit_ends and not self.maintenance_requested):
+            yield
+            left -= self.dt
+
+    def _open_work(self) -> Iterator[None]:
+        # Steps out, comb plates and skirts checked: the unit stands with its safety circuit open.
+        self.safety_ok = False
+        yield from self._for(self.rng.uniform(600, 1800), until_visit_ends=True)
+        self.safety_ok = True
+        yield from self._for(self.rng.uniform(10, 60))
+
+    def _inspection_runs(self) -> Iterator[None]:
+        # Short runs on the inspection control, either way round.
+        self.service_mode = "inspection"
+        for _ in range(self.rng.randint(1, 4)):
+            self.moving_direction = self.rng.choice(("up", "down"))
+            yield from self._ramp_to(self.rated_speed)
+            yield from self._for(self.rng.uniform(20, 120), until_visit_ends=True)
+            yield from self._ramp_to(0.0)
+            yield from self._for(self.rng.uniform(10, 60))
+        self.moving_direction = self.direction
+        self.service_mode = "maintenance"
 
     def telemetry(self) -> dict[str, Any]:
         rng = self.rng
@@ -100,7 +162,7 @@ class Escalator(Device):
             "speed_mps": round(speed, 3),
             "handrail_left_mps": round(speed * self.handrail_factor[0] * slip, 3),
             "handrail_right_mps": round(speed * self.handrail_factor[1], 3),
-            "mode": "normal" if self.in_service else "out_of_service",
+            "mode": self.service_mode if self.in_service else "out_of_service",
             "safety_circuit_ok": self.safety_ok,
             "brake_ok": self.brake_ok,
             "motor_current_a": round(current, 2),
@@ -159,6 +221,8 @@ FAULTS: dict[str, FaultBehaviour[Escalator]] = {
     "emergency_stop": FaultBehaviour(_stop),
     "power_failure": FaultBehaviour(_stop_with_safety_open),
 }
+_DONE = object()  # what a visit yields last: the unit is handed back
+
 # Faults during which the escalator keeps its normal schedule.
 KEEPS_RUNNING = frozenset({"handrail_speed_deviation"})
 Escalator.FAULTS = FAULTS

@@ -35,10 +35,17 @@ class MonitorMix:
     skew_s: tuple[float, float] = (-120.0, 120.0)  # that offset's range, seconds
     dropouts_per_day: float = 0.0         # drop-outs per monitor per day of equipment time
     dropout_s: tuple[float, float] = (60.0, 600.0)  # how long one lasts, seconds
+    interval_jitter_s: float = 0.0        # each reading is taken up to this much early or late (a firmware timer)
+    field_dropout_rate: float = 0.0       # share of telemetry messages missing one reading (a sensor not answering)
+    occupancy_miss_rate: float = 0.0      # share of readings in which the car's PIR misses the people in it
+    occupancy_false_rate: float = 0.0     # share of readings in which it sees someone in an empty car
 
 
 _SHARES = ("reporting_share", "skew_share")
-_RATES = ("duplicate_rate", "out_of_order_rate")
+_RATES = ("duplicate_rate", "out_of_order_rate", "field_dropout_rate", "occupancy_miss_rate",
+          "occupancy_false_rate")
+# A reading moves by less than half the interval, so a monitor's readings keep their order (FleetSimulation).
+MAX_JITTER_SHARE = 0.45
 
 
 def parse_monitors(data: Any) -> MonitorMix:
@@ -59,6 +66,7 @@ def parse_monitors(data: Any) -> MonitorMix:
         # Above one in two, a "rate" would be the monitor's normal behaviour rather than an occasional fault.
         values[key] = _number(data, key, getattr(defaults, key), 0, 0.5)
     values["heartbeat_s"] = _number(data, "heartbeat_s", defaults.heartbeat_s, 0, 86400)
+    values["interval_jitter_s"] = _number(data, "interval_jitter_s", defaults.interval_jitter_s, 0, 3600)
     values["dropouts_per_day"] = _number(data, "dropouts_per_day", defaults.dropouts_per_day, 0, 1440)
     values["skew_s"] = _range(data, "skew_s", defaults.skew_s, -MAX_SKEW_S, MAX_SKEW_S)
     values["dropout_s"] = _range(data, "dropout_s", defaults.dropout_s, 0, 7 * 86400.0)
@@ -113,6 +121,10 @@ class MonitorBehaviour:
         self.rng = random.Random(f"{seed}/monitor/{equipment.code}/delivery")
         # Malformed messages draw from their own stream: turning them on leaves everything else as it was.
         self.malformed_rng = random.Random(f"{seed}/monitor/{equipment.code}/malformed") if malformed_share else None
+        # So do the sensors' own failings (a reading missing, the PIR wrong).
+        sensors = mix.field_dropout_rate or (equipment.type == "elevator" and (
+            mix.occupancy_miss_rate or mix.occupancy_false_rate))
+        self.sensor_rng = random.Random(f"{seed}/monitor/{equipment.code}/sensors") if sensors else None
         # An extra bad message after a share p/(1-p) of the good ones makes p of all messages bad.
         self.malformed_odds = malformed_share / (1 - malformed_share)
         self.held: Message | None = None          # an out-of-order message waiting for the next one
@@ -130,6 +142,8 @@ class MonitorBehaviour:
             self.last_heartbeat = now  # the runner announced every monitor online when it connected
         if self.skew:
             message = self._skewed(message)
+        if self.sensor_rng is not None and message.channel == "telemetry":
+            message = self._sensed(message)
         out: list[Message] = []
         if self.backlog is not None:
             assert self.offline_until is not None
@@ -160,6 +174,25 @@ class MonitorBehaviour:
         # The ts keeps the monitor's own offset and millisecond format; the skew is whole milliseconds.
         ts = datetime.fromisoformat(payload["ts"]) + self.skew
         return replace(message, payload={**payload, "ts": ts.isoformat(timespec="milliseconds")})
+
+    def _sensed(self, message: Message) -> Message:
+        # What the monitor's own sensors make of the device's true state: a passive infrared sensor sees people by
+        # their movement, so it misses still passengers and now and then takes the door or a reflection for one;
+        # and a reading that did not answer in time is left out of the message.
+        rng = self.sensor_rng
+        assert rng is not None
+        payload = message.payload
+        assert isinstance(payload, dict)
+        changed = dict(payload)
+        if "occupied" in changed:
+            flip = self.mix.occupancy_miss_rate if changed["occupied"] else self.mix.occupancy_false_rate
+            if flip and rng.random() < flip:
+                changed["occupied"] = not changed["occupied"]
+        if self.mix.field_dropout_rate and rng.random() < self.mix.field_dropout_rate:
+            readings = sorted(_FIELD_NAMES[self.type] & changed.keys())
+            if readings:
+                del changed[rng.choice(readings)]
+        return message if changed == payload else replace(message, payload=changed)
 
     def _drops_out(self, gap_s: float) -> bool:
         # A Poisson process in equipment time: the chance over the gap since the last message.

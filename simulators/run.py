@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +53,8 @@ SHARD_MESSAGES_PER_S = 1200.0
 MAX_UNACKNOWLEDGED = 5000
 # How often (in messages) a shard looks at that count, which takes the publisher's lock.
 UNACKNOWLEDGED_CHECK_EVERY = 200
+# Telemetry is skipped only when this many wall seconds late too (besides an interval of equipment time).
+SKIP_AFTER_WALL_S = 1.0
 # How long a stopping shard may take to say offline and hand in its totals before it is killed.
 SHARD_STOP_TIMEOUT_S = OFFLINE_ACK_TIMEOUT_S + 20.0
 
@@ -94,11 +96,14 @@ class TimeMode:
 
     Real time: both advance together. Accelerated: the monitors' clock runs `speed` times faster. Backfill:
     the monitors' clock starts `history_s` ago; what is already past goes out as fast as the broker takes
-    it, then the simulation carries on in real time.
+    it, then the simulation carries on in real time. `clock_start_s` starts the monitors' clock that long ago
+    without a backfill: everything still goes out on the (accelerated) schedule, so a fast run can cover days
+    without its timestamps running more than a day ahead of the wall clock (which the ingester refuses).
     """
 
     speed: float = 1.0
     history_s: float = 0.0
+    clock_start_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.speed > 0 or not math.isfinite(self.speed):
@@ -107,12 +112,28 @@ class TimeMode:
             raise ValueError("the backfill history cannot be negative")
         if self.history_s and self.speed != 1:
             raise ValueError("--speed and --from cannot be combined (backfill runs as fast as it can)")
+        if not 0 <= self.clock_start_s < math.inf:
+            raise ValueError("the clock start cannot be negative")
+        if self.clock_start_s and self.history_s:
+            raise ValueError("--clock-start and --from cannot be combined (a backfill starts its clock itself)")
 
     @property
     def name(self) -> str:
         if self.history_s:
             return f"backfill of {_human_s(self.history_s)}, then real time"
-        return "real time" if self.speed == 1 else f"accelerated x{self.speed:g}"
+        pace = "real time" if self.speed == 1 else f"accelerated x{self.speed:g}"
+        return f"{pace}, the monitors' clock starting {_human_s(self.clock_start_s)} ago" if self.clock_start_s \
+            else pace
+
+    @property
+    def realtime(self) -> bool:
+        """Whether a monitor's ts is simply the wall clock when it sends."""
+        return self.speed == 1 and not self.history_s and not self.clock_start_s
+
+    @property
+    def offset_s(self) -> float:
+        """How long before the start the monitors' clock begins."""
+        return self.history_s + self.clock_start_s
 
     def wall_offset(self, at_s: float) -> float:
         """Seconds after the start at which an item due at_s into the simulation goes out (< 0: already late)."""
@@ -162,6 +183,7 @@ class ShardSpec:
     labels: bool = False
     malformed_share: float = 0.0
     log_level: str | int = logging.INFO
+    reporting_share: float | None = None  # overrides the scenario's monitors.reporting_share
 
 
 @dataclass
@@ -194,14 +216,20 @@ class _Channel(Protocol):
 def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: float, duration_s: float | None,
                    stop_event: threading.Event | None = None, speed: float = 1.0, history_s: float = 0.0,
                    processes: int | None = None, labels_path: Path | None = None, malformed_share: float = 0.0,
-                   report_every_s: float = RATE_LOG_EVERY_S) -> SimulationStats:
-    """Publish the fleet's status, telemetry and fault events until stopped, duration_s passes or a signal."""
+                   report_every_s: float = RATE_LOG_EVERY_S, clock_start_s: float = 0.0,
+                   reporting_share: float | None = None) -> SimulationStats:
+    """Publish the fleet's status, telemetry and fault events until stopped, duration_s passes or a signal.
+
+    reporting_share, when given, replaces the scenario's share of monitors that report their own faults
+    (0: every monitor a retrofit terminal that sends telemetry only)."""
     try:
-        mode = TimeMode(speed, history_s)
+        mode = TimeMode(speed, history_s, clock_start_s)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not 0 <= malformed_share <= 1:
         raise ConfigError("the malformed share must be between 0 and 1")
+    if reporting_share is not None and not 0 <= reporting_share <= 1:
+        raise ConfigError("the reporting share must be between 0 and 1")
     if interval_s <= 0:
         raise ConfigError("the interval must be greater than 0")
     mqtt_address(config.mqtt_url)  # a bad URL fails here, once, rather than in every shard
@@ -211,7 +239,7 @@ def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: floa
         raise ConfigError(f"processes must be between 1 and the number of devices ({fleet_size})")
     specs = [ShardSpec(config.mqtt_url, scenario, seed, interval_s, (k, count), mode, duration_s,
                        labels=labels_path is not None, malformed_share=malformed_share,
-                       log_level=logging.getLogger().level) for k in range(count)]
+                       log_level=logging.getLogger().level, reporting_share=reporting_share) for k in range(count)]
     stop = stop_event or threading.Event()
     restore_signals = _stop_on_signals(stop)
     log.info("simulating %d monitors of scenario %s (seed %d), one message each per %.3g s, %s, in %d %s, on %s",
@@ -367,7 +395,7 @@ class _Supervisor:
     def _start(self) -> float:
         # A moment shortly ahead, so every shard begins on the same beat rather than as it wakes up.
         begin = time.monotonic() + 0.05
-        sim_epoch = time.time() + 0.05 - self.specs[0].mode.history_s
+        sim_epoch = time.time() + 0.05 - self.specs[0].mode.offset_s
         self.board[2] = sim_epoch
         self.board[1] = begin  # last: a shard starts once this is set
         return begin
@@ -472,7 +500,10 @@ def _run_shard(spec: ShardSpec, outbox: _Channel, stop: threading.Event, board: 
     """
     k = spec.shard[0]
     try:
-        simulation = FleetSimulation(load_scenario(spec.scenario), spec.seed, spec.interval_s, shard=spec.shard,
+        scenario = load_scenario(spec.scenario)
+        if spec.reporting_share is not None:
+            scenario = replace(scenario, monitors=replace(scenario.monitors, reporting_share=spec.reporting_share))
+        simulation = FleetSimulation(scenario, spec.seed, spec.interval_s, shard=spec.shard,
                                      malformed_share=spec.malformed_share)
         runner = _ShardRunner(spec, simulation, outbox, stop)
         runner.run(board)
@@ -551,7 +582,7 @@ class _ShardRunner:
         interval = simulation.interval_s
         end = math.inf if self.spec.duration_s is None else self.spec.duration_s
         sim_start = datetime.fromtimestamp(start.sim_epoch, UTC)
-        realtime = mode.speed == 1 and not mode.history_s
+        realtime = mode.realtime
         next_progress = 0.0
         next_check = UNACKNOWLEDGED_CHECK_EVERY
         for due in simulation.schedule():
@@ -577,9 +608,11 @@ class _ShardRunner:
                         next_progress = self._report(elapsed, target)
             if elapsed >= end or stop.is_set():
                 return
-            if due.action is None and self.caught_up and (elapsed - target) * mode.speed > interval:
+            if (due.action is None and self.caught_up and (elapsed - target) * mode.speed > interval
+                    and elapsed - target > SKIP_AFTER_WALL_S):
                 # Catching up a backlog would be a burst of stale readings; the next step covers the gap. A
-                # backfill never skips: its history is the point.
+                # backfill never skips: its history is the point. Nor does a fast run for a hiccup of milliseconds
+                # (an interval at x864 is 6 ms), which would leave gaps in the readings that no monitor leaves.
                 self.skipped += 1
                 continue
             now = datetime.now(UTC) if realtime else sim_start + timedelta(seconds=due.at_s)

@@ -15,6 +15,7 @@ from semon.config import ConfigError
 from semon.vocabulary import EQUIPMENT_TYPES
 from simulators.devices import supported_faults
 from simulators.monitor import MonitorMix, parse_monitors
+from simulators.operation import Operation, parse_operation
 from simulators.wear import RepeatingWear, ScheduledWear, check_wear, parse_wear, parse_wear_repeat
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -92,6 +93,7 @@ class Scenario:
     monitors: MonitorMix = MonitorMix()  # how the monitors deliver (simulators/monitor.py)
     wear: tuple[ScheduledWear, ...] = ()  # gradual wear ending in a fault (simulators/wear.py)
     wear_repeat: RepeatingWear | None = None
+    operation: Operation = Operation()  # visits, lingering passengers, burner purge (simulators/operation.py)
 
     def equipment_codes(self) -> dict[str, str]:
         """Every equipment code of the fleet, mapped to its type, in registry order."""
@@ -157,6 +159,7 @@ def _parse(data: Any, default_name: str) -> Scenario:
         faults=tuple(_scheduled_fault(f, i) for i, f in enumerate(root.get("faults") or ())),
         repeat=_repeat(root["repeat"]) if root.get("repeat") else None,
         monitors=parse_monitors(root.get("monitors")),
+        operation=parse_operation(root.get("operation")),
     )
     # Wear needs the fleet's codes and types to check its kinds and faults, so it is parsed last.
     scenario = replace(scenario, wear=parse_wear(root.get("wear"), scenario.equipment_codes()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -13,7 +14,8 @@ from semon.vocabulary import topic
 from simulators.base import Device
 from simulators.devices import make_device
 from simulators.fleet import Equipment, build_fleet
-from simulators.monitor import MonitorBehaviour
+from simulators.monitor import MAX_JITTER_SHARE, MonitorBehaviour
+from simulators.operation import VisitPlan
 from simulators.scenario import Scenario
 from simulators.timeline import FaultAction, fault_timeline
 from simulators.wear import WearPlan
@@ -70,7 +72,14 @@ class FleetSimulation:
         self.devices: dict[str, Device] = {e.code: make_device(e, seed, scenario.tz) for e in self.fleet}
         # Wear episodes, drawn over the whole fleet like the fault timeline; each device reads its own.
         self.wear = WearPlan(scenario, self.fleet_all, seed)
-        # Ground truth: faults as injected (see labels()), and the latest moment simulated, in seconds.
+        for device in self.devices.values():
+            device.operation = scenario.operation
+        # Maintenance visits (simulators/operation.py), kept clear of the faults the scenario schedules.
+        self.visits = VisitPlan(scenario.operation, self.fleet, seed, scenario.tz, self._fault_spans)
+        # Ground truth: faults as injected and maintenance periods as reported (see labels()), and the latest
+        # moment simulated, in seconds.
+        self._visits: list[dict[str, Any]] = []
+        self._visiting: dict[str, dict[str, Any]] = {}
         self._injected: list[dict[str, Any]] = []
         self._active: dict[tuple[str, str], dict[str, Any]] = {}
         self._latest_s = 0.0
@@ -94,6 +103,11 @@ class FleetSimulation:
         # however many processes share the fleet, and the shards' slots interleave instead of coinciding.
         count = len(self.fleet_all)
         place = {e.code: i for i, e in enumerate(self.fleet_all)}
+        # A monitor's timer wanders around its slot (monitors.interval_jitter_s); each reading moves by less than
+        # half the interval, so its readings keep their order. Its own stream: the same in any shard.
+        jitter_s = min(self.scenario.monitors.interval_jitter_s, MAX_JITTER_SHARE * self.interval_s)
+        jitters = {code: random.Random(f"{self.seed}/monitor/{code}/jitter") for code in self.devices} \
+            if jitter_s else {}
         queue: list[tuple[float, int, int, int, Due]] = []
         for code in self.devices:
             index = place[code]
@@ -121,6 +135,8 @@ class FleetSimulation:
             if due.action is None:
                 # Offsets from the round number, not by adding intervals, so they do not drift.
                 next_at = (index / count + round_ + 1) * self.interval_s
+                if jitters:
+                    next_at += jitters[due.equipment].uniform(-jitter_s, jitter_s)
                 heapq.heappush(queue, (next_at, 1, index, round_ + 1, Due(next_at, due.equipment)))
             else:
                 push_next_action()
@@ -143,8 +159,12 @@ class FleetSimulation:
         self._latest_s = max(self._latest_s, due.at_s)
         # Wear follows simulated elapsed time, so it is the same in real time, accelerated and backfill runs.
         device.degradation = self.wear.severity(device.code, due.at_s)
+        self.visits.bind(now - timedelta(seconds=due.at_s))
+        device.maintenance_requested = self.visits.active(device.code, due.at_s)
         if due.action is None:
-            return Message("telemetry", topic(kind, device.code, "telemetry"), device.step(now))
+            payload = device.step(now)
+            self._note_visit(device, due.at_s)
+            return Message("telemetry", topic(kind, device.code, "telemetry"), payload)
         action = due.action
         if action.state == "raised":
             payload = device.raise_fault(action.fault, now)
@@ -159,12 +179,34 @@ class FleetSimulation:
                 label["end_s"] = action.at_s
         return Message("event", topic(kind, device.code, "event"), payload)
 
-    def labels(self, started_at: datetime) -> list[dict[str, Any]]:
-        """Ground truth so far: every fault injected and every wear episode begun on this shard's equipment.
+    def _fault_spans(self, code: str) -> list[tuple[float, float]]:
+        spans = [(f.at_s, float("inf") if f.clear_at_s is None else f.clear_at_s)
+                 for f in self.scenario.faults if f.equipment == code]
+        spans += [(w.start_s + w.duration_s, w.start_s + w.duration_s + w.fault_lasts_s)
+                  for w in self.scenario.wear if w.equipment == code]
+        return spans + [(e.end_s, e.clear_s) for e in self.wear.by_equipment.get(code, ())]
 
-        Each is {"equipment", "kind": "fault"|"wear", "name", "start", "end"} (ISO 8601 times; end is None
-        while it lasts), plus "leads_to" (the fault it ends in) for wear; times are started_at + seconds
-        simulated, in start order.
+    def _note_visit(self, device: Device, at_s: float) -> None:
+        # A maintenance period runs from the first message reporting the technician's mode to the first one back
+        # in normal service: what the monitor showed, which is what a rule can know.
+        visit = self._visiting.get(device.code)
+        if device.in_maintenance and visit is None:
+            visit = {"equipment": device.code, "kind": "maintenance", "name": "maintenance", "start_s": at_s,
+                     "end_s": None}
+            self._visits.append(visit)
+            self._visiting[device.code] = visit
+        elif visit is not None and not device.in_maintenance:
+            visit["end_s"] = at_s
+            del self._visiting[device.code]
+
+    def labels(self, started_at: datetime) -> list[dict[str, Any]]:
+        """Ground truth so far on this shard's equipment: every fault injected, every wear episode begun and every
+        maintenance period (scenarios with maintenance visits).
+
+        Each is {"equipment", "kind": "fault"|"wear"|"maintenance", "name", "start", "end"} (ISO 8601 times; end
+        is None while it lasts), plus "leads_to" (the fault it ends in) for wear; times are started_at + seconds
+        simulated, in start order. Which monitors report faults and how far each one's clock is off are the
+        monitors' (`monitors`), the same for the same seed.
         """
         def iso(at_s: float | None) -> str | None:
             if at_s is None:
@@ -172,6 +214,10 @@ class FleetSimulation:
             return (started_at + timedelta(seconds=at_s)).isoformat(timespec="milliseconds")
 
         rows: list[tuple[float, dict[str, Any]]] = []
+        for visit in self._visits:
+            rows.append((visit["start_s"], {"equipment": visit["equipment"], "kind": "maintenance",
+                                            "name": visit["name"], "start": iso(visit["start_s"]),
+                                            "end": iso(visit["end_s"])}))
         for fault in self._injected:
             rows.append((fault["start_s"], {"equipment": fault["equipment"], "kind": "fault", "name": fault["name"],
                                             "start": iso(fault["start_s"]), "end": iso(fault["end_s"])}))

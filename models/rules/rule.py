@@ -1,0 +1,89 @@
+"""What a rule is: a fault code and a small condition over one sample, with how modes, hysteresis and a silent
+monitor treat it (docs/rules.md). Adding a rule is adding a Rule to its type's RULES."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from models.rules.settings import RuleSettings
+
+# What a pending dwell does when the monitor falls silent (Detector.expire).
+COMPLETE = "complete"  # it goes on on the server's clock: the condition is taken to hold still
+ABANDON = "abandon"    # it is dropped: silence is no evidence that the condition lasts
+
+# Modes in which a technician works on the equipment: faults they cause on purpose are explained.
+TECHNICIAN = frozenset({"inspection", "maintenance"})
+OUT_OF_SERVICE = frozenset({"out_of_service"})
+# Modes that stop the car where it is or at the nearest landing, and may leave its circuits unpowered.
+STOPPING = frozenset({"earthquake", "emergency_power"})
+# Modes in which doors stand open at landings or are worked by hand (fire service).
+FIRE = frozenset({"fire_return", "firefighter"})
+
+# The words technicians use for each derived fault, Chinese first; the message of every change starts with them.
+NAMES: dict[str, str] = {
+    "entrapment": "困人 (entrapment)",
+    "stop_outside_door_zone": "门区外停梯 (stopped outside the door zone)",
+    "door_open_while_moving": "开门走梯 (door open while moving)",
+    "overspeed": "超速 (overspeed)",
+    "safety_circuit_open": "安全回路断路 (safety circuit open)",
+    "door_lock_circuit_open": "门锁回路断路 (door lock circuit open)",
+    "door_open_too_long": "长时间开门 (door open too long)",
+    "repeated_door_reopen": "反复开关门 (door reopening repeatedly)",
+    "door_close_failure": "关门故障 (door fails to close)",
+    "door_open_failure": "开门故障 (door fails to open)",
+    "run_timeout": "运行超时 (run timeout)",
+    "overtravel_top": "冲顶 (top over-travel)",
+    "overtravel_bottom": "蹲底 (bottom over-travel)",
+    "floor_position_lost": "楼层位置丢失 (floor position lost)",
+    "handrail_speed_deviation": "扶手带速度偏差 (handrail speed deviation)",
+    "unintended_reversal": "非操纵逆转 (unintended reversal)",
+    "brake_not_released": "制动器未释放 (brake not released)",
+    "low_water_level": "低水位 (low water level)",
+    "high_water_level": "高水位 (high water level)",
+    "overpressure": "超压 (overpressure)",
+    "flame_failure": "熄火 (flame failure)",
+    "high_flue_gas_temp": "排烟温度高 (high flue gas temperature)",
+    "water_quality": "水质超标 (water quality out of limits)",
+    "safety_valve_open": "安全阀开启 (safety valve open)",
+}
+
+
+class Hit:
+    """The condition holds in this sample: the dwell it needs (s), the consecutive samples that confirm it, whether
+    another signal corroborates it at once (no dwell or confirmation needed), and facts for the message."""
+
+    __slots__ = ("dwell", "confirm", "corroborated", "facts")
+
+    def __init__(self, dwell: float, facts: dict[str, Any], confirm: int = 1, corroborated: bool = False):
+        self.dwell = dwell
+        self.confirm = confirm
+        self.corroborated = corroborated
+        self.facts = facts
+
+
+# A condition's verdict on one sample: a Hit, False (it does not hold), or None (the fields it needs were not sent:
+# nothing is decided, a dwell or a clear in progress goes on).
+Verdict = Hit | bool | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One derived fault: `check(view, settings)` judges a sample, `describe(facts)` says what was seen."""
+
+    code: str
+    check: Callable[[Any, RuleSettings], Verdict]
+    describe: Callable[[Mapping[str, Any]], str]
+    suppressed_in: frozenset[str] = frozenset()  # modes that explain the fault: it is taken as absent
+    transient: bool = False                      # clears after rule_transient_clear_s; repeats are deduplicated
+    on_silence: str = ABANDON
+    explained_by: tuple[str, ...] = ()           # open faults that explain this one's condition (checked earlier)
+
+
+def where(facts: Mapping[str, Any]) -> str:
+    """' at floor 5' or ' near floor 5', when the floor is known."""
+    floor = facts.get("floor")
+    if floor is None:
+        return ""
+    return f" {'near' if facts.get('door_zone') is False else 'at'} floor {floor}"
