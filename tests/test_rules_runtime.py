@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingest.messages import Equipment, Event
+from ingest.detection import RuleRunner
+from ingest.messages import Equipment, Event, Telemetry
 from ingest.service import Ingester
-from ingest.writer import BatchWriter
+from ingest.writer import BatchWriter, DatabaseLookup
 from models.rule_expiry import expire_pending
 from models.rules.engine import Detector
 from models.rules.settings import settings_from_config
@@ -108,56 +109,63 @@ def test_two_ingesters_sharing_the_stream_judge_each_car_once(config, db, publis
     assert T0 + timedelta(seconds=30) <= alert["first_seen"] <= T0 + timedelta(seconds=34)
 
 
-def write(db_url: str, items: list) -> None:
-    with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        lookup_rules = _runner(conn)
-        BatchWriter(conn, lookup_rules).write(items)
+def detector(db, config) -> Detector:
+    """The detector as the ingester builds it: settings from config, severities from the fault_codes table."""
+    severities = {r["name"]: r["severity"] for r in db.execute("SELECT name, severity FROM fault_codes")}
+    return Detector(settings_from_config(config), severities)
 
 
-def _runner(conn):
-    from ingest.detection import RuleRunner
-    from ingest.writer import DatabaseLookup
-    from semon.config import load_config
-
-    lookup = DatabaseLookup(conn)
-    return RuleRunner(Detector(settings_from_config(load_config()), lookup.severities), lookup.equipment_info)
+def write(db, config, items: list) -> None:
+    """Write a batch as the ingester's writer does, with the rules on."""
+    with psycopg.connect(config.database_url, row_factory=dict_row) as conn:
+        lookup = DatabaseLookup(conn)
+        BatchWriter(conn, RuleRunner(detector(db, config), lookup.equipment_info)).write(items)
 
 
-def telemetry(eid: int, code: str, seq: int, at_s: float):
-    from ingest.messages import Telemetry
-
-    values = TRAPPED | {}
-    return Telemetry(Equipment(eid, code, "elevator"), T0 + timedelta(seconds=at_s), seq, values, {})
+def telemetry(eid: int, code: str, seq: int, at_s: float) -> Telemetry:
+    return Telemetry(Equipment(eid, code, "elevator"), T0 + timedelta(seconds=at_s), seq, dict(TRAPPED), {})
 
 
-def test_the_monitors_own_report_and_the_rule_are_one_alert_with_both_sources(db, db_url):
+def test_the_monitors_own_report_and_the_rule_are_one_alert_with_both_sources(db, config):
     eid = register_equipment(db, "EL-RT4")
     car = Equipment(eid, "EL-RT4", "elevator")
-    write(db_url, [Event(car, T0 + timedelta(seconds=20), 100, "entrapment", "raised", {"floor": 5})])
-    write(db_url, [telemetry(eid, "EL-RT4", seq, at) for seq, at in enumerate(range(0, 41, 2))])
+    write(db, config, [Event(car, T0 + timedelta(seconds=20), 100, "entrapment", "raised", {"floor": 5})])
+    write(db, config, [telemetry(eid, "EL-RT4", seq, at) for seq, at in enumerate(range(0, 41, 2))])
     [alert] = entrapments(db, "EL-RT4")
     assert (alert["source"], sorted(alert["sources"]), alert["state"]) == ("device", ["device", "rule"], "open")
 
 
-def test_a_monitor_that_falls_silent_mid_dwell_still_reports_a_trapped_passenger(db, db_url):
+def test_a_monitor_that_falls_silent_mid_dwell_still_reports_a_trapped_passenger(db, config):
     """Policy (docs/rules.md): a car that went silent while trapping a passenger (its monitor lost power with it)
     completes its entrapment dwell on the server's clock."""
     eid = register_equipment(db, "EL-RT5")
-    write(db_url, [telemetry(eid, "EL-RT5", seq, at) for seq, at in enumerate(range(0, 11, 2))])  # 10 s held
+    write(db, config, [telemetry(eid, "EL-RT5", seq, at) for seq, at in enumerate(range(0, 11, 2))])  # 10 s held
     last_seen = db.execute("SELECT last_seen FROM equipment_state WHERE equipment_id = %s", (eid,)).fetchone()
     assert db.execute("SELECT pending FROM rule_state WHERE equipment_id = %s", (eid,)).fetchone()["pending"]
-    severities = {r["name"]: r["severity"] for r in db.execute("SELECT name, severity FROM fault_codes")}
-    detector = Detector(settings_from_config(load_settings()), severities)
-    with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        assert expire_pending(conn, last_seen["last_seen"] + timedelta(seconds=15), detector) == 0  # 25 s: not yet
+    rules = detector(db, config)
+    with psycopg.connect(config.database_url, row_factory=dict_row) as conn:
+        assert expire_pending(conn, last_seen["last_seen"] + timedelta(seconds=15), rules) == 0  # 25 s: not yet
         conn.commit()
-        assert expire_pending(conn, last_seen["last_seen"] + timedelta(seconds=21), detector) == 1  # 31 s
+        assert expire_pending(conn, last_seen["last_seen"] + timedelta(seconds=21), rules) == 1  # 31 s
         conn.commit()
     [alert] = entrapments(db, "EL-RT5")
     assert (alert["source"], alert["state"]) == ("rule", "open")
 
 
-def load_settings():
-    from semon.config import load_config
 
-    return load_config()
+def test_a_normal_elevators_day_through_the_writer_raises_nothing(db, config):
+    """A simulated day of the evaluation fleet's first elevator (trips, door cycles, idle with and without
+    passengers, a maintenance visit, the field's noise and drop-outs), stored as the ingester stores it."""
+    from tests.test_rules import Simulated, one_per_site_kind
+
+    simulated = Simulated(one_per_site_kind()[0])
+    equipment = simulated.simulation.devices[simulated.code].equipment
+    eid = register_equipment(db, simulated.code, rated_speed_mps=equipment.rated_speed_mps, floors=equipment.floors)
+    car = Equipment(eid, simulated.code, "elevator")
+    samples = [s for batch in simulated.batches(simulated.first_visit_day() * 86400, 86400) for s in batch]
+    assert len(samples) > 15000
+    for start in range(0, len(samples), 1000):
+        write(db, config, [Telemetry(car, s.ts, s.seq, dict(s.values), {}) for s in samples[start:start + 1000]])
+    assert db.execute("SELECT count(*) AS n FROM telemetry_elevator").fetchone()["n"] == len(
+        {(s.ts, s.seq) for s in samples})
+    assert db.execute("SELECT kind, message FROM alerts").fetchall() == []
