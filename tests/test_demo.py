@@ -56,6 +56,10 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
         wait_until(lambda: any(h["source"] == "device"
                                for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
                    timeout=90, message="a device-reported fault as an open hazard")
+        # Faults the rules derive from telemetry (retrofit monitors send no events) are marked as such.
+        wait_until(lambda: any("rule" in h["sources"]
+                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
+                   timeout=120, message="a fault derived from telemetry among the hazards")
     finally:
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=60)
