@@ -45,13 +45,20 @@ def lock_states(conn: psycopg.Connection, equipment_ids: Sequence[int]) -> dict[
 
 
 def save_states(conn: psycopg.Connection, states: Mapping[int, tuple[dict[str, Any], Any, bool]]) -> None:
-    """Store (state, last_ts, pending) per equipment."""
+    """Store (state, last_ts, pending) per equipment: COPY to a scratch table and one UPDATE, since a batch of a
+    large fleet touches thousands of equipment (a statement each cost the ingester a third of its throughput)."""
     if not states:
         return
     with conn.cursor() as cur:
-        cur.executemany("UPDATE rule_state SET state = %s, last_ts = COALESCE(%s, last_ts), pending = %s,"
-                        " updated_at = now() WHERE equipment_id = %s",
-                        [(Jsonb(state), last_ts, pending, eid) for eid, (state, last_ts, pending) in states.items()])
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_rule_state (equipment_id integer, state jsonb,"
+                    " last_ts timestamptz, pending boolean) ON COMMIT DELETE ROWS")
+        with cur.copy("COPY stage_rule_state (equipment_id, state, last_ts, pending) FROM STDIN") as copy:
+            for equipment_id, (state, last_ts, pending) in states.items():
+                copy.write_row((equipment_id, Jsonb(state), last_ts, pending))
+        cur.execute("UPDATE rule_state r SET state = s.state, last_ts = COALESCE(s.last_ts, r.last_ts),"
+                    " pending = s.pending, updated_at = now() FROM stage_rule_state s"
+                    " WHERE r.equipment_id = s.equipment_id")
+        cur.execute("DELETE FROM stage_rule_state")  # a caller in autocommit keeps the table between uses
 
 
 class RuleRunner:

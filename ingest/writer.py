@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, scalar_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from ingest.detection import RuleRunner
 from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
@@ -148,6 +149,9 @@ class BatchWriter:
     def __init__(self, conn: psycopg.Connection, rules: RuleRunner | None = None):
         self.conn = conn
         self.rules = rules
+        # Rule states and extra fields cross as jsonb in every batch: orjson is several times the stdlib's speed.
+        set_json_dumps(orjson.dumps, conn)
+        set_json_loads(orjson.loads, conn)
         self._create_staging()
 
     def _create_staging(self) -> None:
