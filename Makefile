@@ -8,7 +8,7 @@ help:
 	@echo "make bench  set up the same way and run the ingest benchmarks (about 6 minutes; bench/RESULTS.md)"
 	@echo "make bench-simulate  run the simulator benchmark: the load scenario for 5 minutes (bench/RESULTS.md)"
 	@echo "make bench-compliance  compliance status of 100,000 equipment with 1,000,000 records (about 1 minute)"
-	@echo "make bench-detection  telemetry fault rules against the evaluation scenario's ground truth, and their cost (about 9 minutes)"
+	@echo "make bench-detection  telemetry fault rules against the evaluation scenario's ground truth, and their cost (about 10 minutes)"
 	@echo "make lint   ruff"
 	@echo "make stop   stop the TimescaleDB and Mosquitto that semon started"
 

@@ -216,9 +216,9 @@ def registry_export(ctx: _Context, kind: str, csv_file: Path | None) -> None:
               help="share of messages sent malformed, for the dead-letter path")
 @click.option("--report-every", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="seconds between log lines with the publish rate and backlog")
-@click.option("--clock-start", "clock_start", default=None, metavar="AGE",
-              help="start the monitors' clock this long ago (3d, 12h) but publish on the --speed schedule, not as a "
-                   "backfill")
+@click.option("--clock-start", "clock_start", default=None, metavar="AGE|TIME",
+              help="start the monitors' clock this long ago (3d, 12h) or at this RFC 3339 time, but publish on the "
+                   "--speed schedule, not as a backfill")
 @click.option("--reporting-share", type=click.FloatRange(0, 1), default=None,
               help="share of monitors that report their own faults, instead of the scenario's (0: every monitor "
                    "sends telemetry only)")
@@ -228,7 +228,13 @@ def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int 
              processes: int | None, labels_path: Path | None, malformed: float, report_every: float,
              clock_start: str | None, reporting_share: float | None) -> None:
     """Simulate a fleet of monitors publishing over MQTT, or write its registry CSV (docs/simulate.md)."""
-    from simulators.run import SimulationError, parse_history, run_simulation, write_scenario_registry
+    from simulators.run import (
+        SimulationError,
+        parse_clock_start,
+        parse_history,
+        run_simulation,
+        write_scenario_registry,
+    )
 
     seed = ctx.config.simulate_seed if seed is None else seed
     if registry_csv is not None:
@@ -240,14 +246,14 @@ def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--from") from None
     try:
-        clock_start_s = 0.0 if clock_start is None else parse_history(clock_start)
+        clock_start_s, clock_epoch = (0.0, None) if clock_start is None else parse_clock_start(clock_start)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--clock-start") from None
     try:
         run_simulation(ctx.config, scenario, seed=seed, interval_s=interval or ctx.config.simulate_interval_s,
                        duration_s=duration, speed=speed, history_s=history_s, processes=processes,
                        labels_path=labels_path, malformed_share=malformed, report_every_s=report_every,
-                       clock_start_s=clock_start_s, reporting_share=reporting_share)
+                       clock_start_s=clock_start_s, clock_epoch=clock_epoch, reporting_share=reporting_share)
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
 

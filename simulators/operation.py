@@ -150,5 +150,8 @@ class VisitPlan:
             if start_s < 0:
                 continue
             end_s = start_s + lasts
-            if all(end_s + CLEAR_OF_FAULTS_S < s or e + CLEAR_OF_FAULTS_S < start_s for s, e in self.busy(code)):
+            spans = list(self.busy(code))
+            if any(e == math.inf and s <= end_s + CLEAR_OF_FAULTS_S for s, e in spans):
+                return Visit(math.inf, math.inf)  # a fault the scenario never clears: no visit from then on
+            if all(end_s + CLEAR_OF_FAULTS_S < s or e + CLEAR_OF_FAULTS_S < start_s for s, e in spans):
                 return Visit(start_s, end_s)

@@ -97,13 +97,15 @@ class TimeMode:
     Real time: both advance together. Accelerated: the monitors' clock runs `speed` times faster. Backfill:
     the monitors' clock starts `history_s` ago; what is already past goes out as fast as the broker takes
     it, then the simulation carries on in real time. `clock_start_s` starts the monitors' clock that long ago
-    without a backfill: everything still goes out on the (accelerated) schedule, so a fast run can cover days
-    without its timestamps running more than a day ahead of the wall clock (which the ingester refuses).
+    (or `clock_epoch` at that moment, epoch seconds) without a backfill: everything still goes out on the
+    (accelerated) schedule, so a fast run can cover days without its timestamps running more than a day ahead of
+    the wall clock (which the ingester refuses).
     """
 
     speed: float = 1.0
     history_s: float = 0.0
     clock_start_s: float = 0.0
+    clock_epoch: float | None = None
 
     def __post_init__(self) -> None:
         if not self.speed > 0 or not math.isfinite(self.speed):
@@ -114,21 +116,30 @@ class TimeMode:
             raise ValueError("--speed and --from cannot be combined (backfill runs as fast as it can)")
         if not 0 <= self.clock_start_s < math.inf:
             raise ValueError("the clock start cannot be negative")
-        if self.clock_start_s and self.history_s:
+        if (self.clock_start_s or self.clock_epoch is not None) and self.history_s:
             raise ValueError("--clock-start and --from cannot be combined (a backfill starts its clock itself)")
+        if self.clock_start_s and self.clock_epoch is not None:
+            raise ValueError("the clock starts either some time ago or at a moment, not both")
 
     @property
     def name(self) -> str:
         if self.history_s:
             return f"backfill of {_human_s(self.history_s)}, then real time"
         pace = "real time" if self.speed == 1 else f"accelerated x{self.speed:g}"
+        if self.clock_epoch is not None:
+            began = datetime.fromtimestamp(self.clock_epoch, UTC).isoformat()
+            return f"{pace}, the monitors' clock starting at {began}"
         return f"{pace}, the monitors' clock starting {_human_s(self.clock_start_s)} ago" if self.clock_start_s \
             else pace
 
     @property
     def realtime(self) -> bool:
         """Whether a monitor's ts is simply the wall clock when it sends."""
-        return self.speed == 1 and not self.history_s and not self.clock_start_s
+        return self.speed == 1 and not self.history_s and not self.clock_start_s and self.clock_epoch is None
+
+    def sim_epoch(self, now: float) -> float:
+        """The monitors' clock (epoch s) at a start at wall time `now`."""
+        return self.clock_epoch if self.clock_epoch is not None else now - self.offset_s
 
     @property
     def offset_s(self) -> float:
@@ -138,6 +149,17 @@ class TimeMode:
     def wall_offset(self, at_s: float) -> float:
         """Seconds after the start at which an item due at_s into the simulation goes out (< 0: already late)."""
         return (at_s - self.history_s) / self.speed
+
+
+def parse_clock_start(text: str) -> tuple[float, float | None]:
+    """`--clock-start`: an age like --from's (seconds ago, None), or an RFC 3339 moment with its offset (0, epoch s)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_history(text), None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} needs its UTC offset, like 2026-11-28T00:00:00+08:00")
+    return 0.0, moment.timestamp()
 
 
 def parse_history(text: str) -> float:
@@ -217,13 +239,13 @@ def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: floa
                    stop_event: threading.Event | None = None, speed: float = 1.0, history_s: float = 0.0,
                    processes: int | None = None, labels_path: Path | None = None, malformed_share: float = 0.0,
                    report_every_s: float = RATE_LOG_EVERY_S, clock_start_s: float = 0.0,
-                   reporting_share: float | None = None) -> SimulationStats:
+                   clock_epoch: float | None = None, reporting_share: float | None = None) -> SimulationStats:
     """Publish the fleet's status, telemetry and fault events until stopped, duration_s passes or a signal.
 
     reporting_share, when given, replaces the scenario's share of monitors that report their own faults
     (0: every monitor a retrofit terminal that sends telemetry only)."""
     try:
-        mode = TimeMode(speed, history_s, clock_start_s)
+        mode = TimeMode(speed, history_s, clock_start_s, clock_epoch)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not 0 <= malformed_share <= 1:
@@ -395,7 +417,7 @@ class _Supervisor:
     def _start(self) -> float:
         # A moment shortly ahead, so every shard begins on the same beat rather than as it wakes up.
         begin = time.monotonic() + 0.05
-        sim_epoch = time.time() + 0.05 - self.specs[0].mode.offset_s
+        sim_epoch = self.specs[0].mode.sim_epoch(time.time() + 0.05)
         self.board[2] = sim_epoch
         self.board[1] = begin  # last: a shard starts once this is set
         return begin

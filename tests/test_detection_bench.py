@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.detection import Settings, bench_scenario, check_targets, monitors_of
+from bench.detection import Settings, bench_scenario, check_targets, clock_start, monitors_of
 from bench.scoring import (
     Alert,
     Label,
@@ -25,8 +25,8 @@ from bench.scoring import (
     read_labels,
 )
 from simulators.monitor import MonitorMix
-from simulators.operation import Operation
-from simulators.run import TimeMode
+from simulators.operation import Operation, VisitPlan
+from simulators.run import TimeMode, parse_clock_start
 from simulators.scenario import load_scenario
 from simulators.simulation import FleetSimulation
 
@@ -148,20 +148,20 @@ def test_percentiles_interpolate_between_ranks_like_numpy():
 
 def test_the_compressed_schedule_keeps_each_fault_its_order_and_duration_within_the_days(tmp_path):
     original = yaml.safe_load(Path("simulators/scenarios/evaluation.yaml").read_text(encoding="utf-8"))["faults"]
-    path, starts = bench_scenario(Settings(days=3.0), tmp_path)
-    faults = load_scenario(str(path)).faults
+    faults = load_scenario(str(bench_scenario(Settings(days=3.0), tmp_path))).faults
     assert [(f.equipment, f.fault, f.clear_at_s - f.at_s) for f in faults] == [
         (f["equipment"], f["fault"], f["clear_at_s"] - f["at_s"]) for f in original]
     assert [f.at_s for f in faults] == sorted(f.at_s for f in faults)
-    assert faults[0].at_s == 3600 and max(f.clear_at_s for f in faults) == 3 * DAY_S - 3600
-    assert starts[("EL-E1-0006", "entrapment")] == 3600
-    # At their own times when the run is long enough.
-    _, own = bench_scenario(Settings(days=30.0, schedule="scenario"), tmp_path)
-    assert own == {(f["equipment"], f["fault"]): f["at_s"] for f in original}
+    assert (faults[0].equipment, faults[0].at_s) == ("EL-E1-0006", 3600)
+    assert max(f.clear_at_s for f in faults) == 3 * DAY_S - 3600
+    # At their own times for a run of a month.
+    own = load_scenario(str(bench_scenario(Settings(days=30.0, schedule="scenario"), tmp_path))).faults
+    assert [(f.equipment, f.fault, f.at_s, f.clear_at_s) for f in own] == [
+        (f["equipment"], f["fault"], f["at_s"], f["clear_at_s"]) for f in original]
 
 
 def test_the_benchmark_sees_every_monitor_as_the_simulator_makes_it(tmp_path):
-    path, _ = bench_scenario(Settings(days=3.0), tmp_path)
+    path = bench_scenario(Settings(days=3.0), tmp_path)
     reports, skews, types, suspended = monitors_of(path, Settings(days=3.0, reporting_share=0.0))
     assert len(reports) == 30 and not any(reports.values())
     simulation = FleetSimulation(load_scenario(str(path)), 7, 5.0)
@@ -236,6 +236,17 @@ def test_maintenance_visits_report_maintenance_or_inspection_mode_exactly_while_
     assert modes["inspection"] > 0 and modes["maintenance"] > 0
     # No visit within an hour of the fault the scenario schedules on EL-R1-0001.
     assert all(end + 3600 < 40000 or begin > 40600 + 3600 for begin, end in spans["EL-R1-0001"])
+
+
+def test_visits_keep_clear_of_scheduled_faults_and_stop_before_one_never_cleared():
+    fleet = [replace(e, code=code) for e, code in zip(
+        FleetSimulation(load_scenario("evaluation"), 7, 5.0, today=DAY).fleet_all[:2], ("EL-A", "EL-B"), strict=True)]
+    busy = {"EL-A": [(10 * DAY_S, 10 * DAY_S + 600)], "EL-B": [(20 * DAY_S, math.inf)]}
+    plan = VisitPlan(Operation(maintenance_every_s=DAY_S), fleet, 7, UTC, lambda code: busy[code])
+    plan.bind(START)
+    visits = {code: [t for t in range(0, int(40 * DAY_S), 600) if plan.active(code, t)] for code in busy}
+    assert visits["EL-A"] and not [t for t in visits["EL-A"] if 10 * DAY_S - 3600 - 7200 < t < 10 * DAY_S + 4200]
+    assert visits["EL-B"] and max(visits["EL-B"]) < 20 * DAY_S - 3600
 
 
 def test_a_car_roof_visit_stops_between_floors_with_the_safety_circuit_open_in_inspection_mode(visited):
@@ -315,6 +326,20 @@ def test_readings_wander_around_their_slot_but_keep_their_order(tmp_path):
 def test_the_clock_can_start_in_the_past_without_a_backfill():
     mode = TimeMode(speed=864.0, clock_start_s=2.9 * DAY_S)
     assert mode.offset_s == 2.9 * DAY_S and not mode.realtime and mode.wall_offset(864.0) == 1.0
+    assert mode.sim_epoch(1_000_000.0) == 1_000_000.0 - 2.9 * DAY_S
+    at_midnight = TimeMode(speed=864.0, clock_epoch=START.timestamp())
+    assert at_midnight.sim_epoch(1_000_000.0) == START.timestamp() and not at_midnight.realtime
     assert TimeMode().realtime and not TimeMode(history_s=60).realtime
     with pytest.raises(ValueError, match="cannot be combined"):
         TimeMode(history_s=60, clock_start_s=60)
+    assert parse_clock_start("3d") == (3 * DAY_S, None)
+    assert parse_clock_start("2026-11-22T08:00:00+08:00") == (0.0, START.timestamp())
+    with pytest.raises(ValueError, match="needs its UTC offset"):
+        parse_clock_start("2026-11-22T08:00:00")
+
+
+def test_the_benchmarks_clock_starts_at_a_local_midnight_early_enough_that_no_ts_runs_ahead():
+    now = datetime(2026, 12, 1, 17, 30, tzinfo=UTC).timestamp()  # 01:30 on 2 December in Shanghai
+    began = clock_start(Settings(days=3.0, wall_s=300.0), now)
+    assert began.isoformat() == "2026-11-29T00:00:00+08:00"
+    assert began.timestamp() + 3 * DAY_S <= now + 300

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.rules.rule import Hit, Rule, Verdict
+from models.rules.rule import SLOW, Hit, Rule, Verdict
 from models.rules.settings import RuleSettings
 
 
@@ -132,9 +132,11 @@ BOILER_RULES: tuple[Rule, ...] = (
     Rule("high_water_level", _water_level(low=False), _describe_level),
     Rule("flame_failure", _flame_failure,
          lambda f: f"burner {f['burner']} {'lost its flame' if f['lost'] else 'called to fire shows no flame'}"),
+    # The flue gas swings with the firing rate, from high fire to low fire every few minutes: one alert for as long
+    # as it keeps coming back.
     Rule("high_flue_gas_temp", _high_flue_gas_temp,
-         lambda f: f"flue gas {f['flue_gas_temp_c']} °C, above {f['limit_c']:g} °C"),
-    Rule("water_quality", _water_quality, _describe_water_quality),
+         lambda f: f"flue gas {f['flue_gas_temp_c']} °C, above {f['limit_c']:g} °C", hysteresis=SLOW),
+    Rule("water_quality", _water_quality, _describe_water_quality, hysteresis=SLOW),
 )
 
 VESSEL_RULES: tuple[Rule, ...] = (

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.rules.rule import COMPLETE, FIRE, OUT_OF_SERVICE, STOPPING, TECHNICIAN, Hit, Rule, Verdict, where
+from models.rules.rule import (
+    COMPLETE,
+    FIRE,
+    OUT_OF_SERVICE,
+    STOPPING,
+    TECHNICIAN,
+    TRANSIENT,
+    Hit,
+    Rule,
+    Verdict,
+    where,
+)
 from models.rules.settings import RuleSettings
 
 # The lowest storey height a floor jump is judged by: a car cannot pass more landings than its speed allows.
@@ -59,8 +70,9 @@ def observe(values: Mapping[str, Any], ts: float, mem: dict[str, Any], equipment
         last = mem.get("ot")
         v.occupied = last is not None and ts - last < s.occupancy_debounce_s
 
-    # Door cycles since the car last ran: a run shows in run_count, a moving sample or a change of floor (a short
-    # run may fall between two samples). A counter that steps back is a restarted monitor: counting starts again.
+    # Door cycles since the car last ran or its door last rested closed (closed, and no cycle since the sample
+    # before): a run shows in run_count, a moving sample or a change of floor (a short run may fall between two
+    # samples). A counter that steps back is a restarted monitor: counting starts again.
     cycles = get("door_cycles")
     moved = None
     if cycles is not None:
@@ -78,7 +90,7 @@ def observe(values: Mapping[str, Any], ts: float, mem: dict[str, Any], equipment
     if runs is not None:
         ran = ran or (mem.get("rc") is not None and runs != mem["rc"])
         mem["rc"] = runs
-    if ran and cycles is not None:
+    if cycles is not None and (ran or (door == "closed" and not moved)):
         mem["db"] = cycles
     v.door_moved = moved
     v.cycles_since_run = None if cycles is None else cycles - mem["db"]
@@ -185,11 +197,14 @@ def _door_lock_circuit_open(v: View, s: RuleSettings) -> Verdict:
 
 
 def _door_open_too_long(v: View, s: RuleSettings) -> Verdict:
+    # A door that reopens counts cycles: it is reopening, not held open (and a sample may catch it open each time).
+    # A cycle counted is evidence even in a sample whose door reading is missing.
+    if v.door_moved or v.moving or v.relocated:
+        return False
     door = v.door
     if door is None:
         return None
-    # A door that reopens counts cycles: it is reopening, not held open (and a sample may catch it open each time).
-    if door != "open" or v.moving or v.relocated or v.door_moved:
+    if door != "open":
         return False
     return Hit(s.door_open_too_long_s, {"floor": v.floor, "door_zone": v.zone})
 
@@ -198,26 +213,28 @@ def _repeated_door_reopen(v: View, s: RuleSettings) -> Verdict:
     count = v.cycles_since_run
     if count is None:
         return None
-    if count < s.door_reopen_count or (v.door == "closed" and not v.door_moved):
-        return False  # too few, or the door rests closed: the reopening has stopped
+    if count < s.door_reopen_count:
+        return False
     return Hit(0.0, {"floor": v.floor, "door_cycles_since_run": count, "threshold": s.door_reopen_count})
 
 
 def _door_close_failure(v: View, s: RuleSettings) -> Verdict:
+    if v.door_moved or v.moving:
+        return False
     door = v.door
     if door is None:
         return None
-    if door != "closing" or v.moving or v.door_moved:
+    if door != "closing":
         return False
     return Hit(s.door_close_failure_s, {"floor": v.floor, "door": door, "door_lock_ok": v.lock})
 
 
 def _door_open_failure(v: View, s: RuleSettings) -> Verdict:
+    if v.door_moved or v.moving:
+        return False
     door = v.door
     if door is None:
         return None
-    if v.moving or v.door_moved:
-        return False
     if door == "opening":
         return Hit(s.door_open_failure_s, {"floor": v.floor, "door": door})
     # A car that brought a passenger to a landing opens its door; one that stays shut on them has failed to open.
@@ -290,10 +307,10 @@ _NOT_SERVING = TECHNICIAN | OUT_OF_SERVICE
 RULES: tuple[Rule, ...] = (
     Rule("overspeed", _overspeed,
          lambda f: f"{f['speed_mps']} m/s, above {f['limit_mps']} m/s ({f['rated_speed_mps']} m/s rated)",
-         _NOT_SERVING, transient=True),
+         _NOT_SERVING, hysteresis=TRANSIENT),
     Rule("door_open_while_moving", _door_open_while_moving,
          lambda f: f"door {f['door']} while the car moves at {f['speed_mps']} m/s{where(f)}",
-         _NOT_SERVING, transient=True),
+         _NOT_SERVING, hysteresis=TRANSIENT),
     Rule("safety_circuit_open", safety_circuit_open, lambda f: f"safety circuit open{where(f)}",
          _NOT_SERVING | STOPPING),
     Rule("door_lock_circuit_open", _door_lock_circuit_open,

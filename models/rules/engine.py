@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from models.rules import boiler, elevator, escalator
-from models.rules.rule import COMPLETE, NAMES, Hit, Rule
+from models.rules.rule import COMPLETE, NAMES, NORMAL, SLOW, TRANSIENT, Hit, Rule
 from models.rules.settings import RuleSettings
 
 # A state of another version is dropped and the rules start afresh (at worst a dwell starts again).
@@ -121,6 +121,7 @@ class Detector:
         self.settings = settings
         self.severities = dict(severities)
         self._plans = {kind: _Plan(type_rules) for kind, type_rules in REGISTRY.items()}
+        self._clear_s = {NORMAL: settings.clear_s, TRANSIENT: settings.transient_clear_s, SLOW: settings.slow_clear_s}
 
     def _plan(self, equipment: EquipmentInfo) -> _Plan:
         plan = self._plans.get(equipment.type)
@@ -244,6 +245,9 @@ class Detector:
         held = ts - rs["s"]
         if hit.corroborated or (held + _EPS >= hit.dwell and rs["n"] >= hit.confirm):
             rs["r"] = True
+            if rs["a"] and rule.hysteresis == SLOW:
+                rs["k"] += 1  # swinging with each firing cycle: counted, reported when it clears
+                return
             changes.append(self._raised(rule, rs, hit.facts, held, hit.dwell, sample.ts, ts, ""))
 
     def _raised(self, rule: Rule, rs: dict[str, Any], facts: Mapping[str, Any], held: float, dwell: float,
@@ -277,13 +281,13 @@ class Detector:
         gone = rs.get("g")
         if gone is None:
             rs["g"] = gone = ts
-        clear_s = self.settings.transient_clear_s if rule.transient else self.settings.clear_s
+        clear_s = self._clear_s[rule.hysteresis]
         if ts - gone + _EPS < clear_s:
             return
         detail = {"gone_s": round(ts - gone, 1), "clear_s": clear_s, "occurrences": rs["k"]}
         message = f"{NAMES[rule.code]}: cleared, its condition gone for {ts - gone:.0f} s"
         changes.append(Change(rule.code, "cleared", sample.ts, self.severities[rule.code], message, detail))
-        if rule.transient:
+        if rule.hysteresis == TRANSIENT:
             rstates[rule.code] = {"a": False, "s": None, "n": 0, "r": False, "c": ts}
         else:
             del rstates[rule.code]

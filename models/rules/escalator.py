@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.rules.elevator import safety_circuit_open
-from models.rules.rule import OUT_OF_SERVICE, STOPPING, TECHNICIAN, Hit, Rule, Verdict
+from models.rules.rule import OUT_OF_SERVICE, STOPPING, TECHNICIAN, TRANSIENT, Hit, Rule, Verdict
 from models.rules.settings import RuleSettings
 
 _DIRECTIONS = ("up", "down")
@@ -99,7 +99,7 @@ _NOT_SERVING = TECHNICIAN | OUT_OF_SERVICE
 RULES: tuple[Rule, ...] = (
     Rule("overspeed", _overspeed,
          lambda f: f"{f['speed_mps']} m/s, above {f['limit_mps']} m/s ({f['rated_speed_mps']} m/s rated)",
-         _NOT_SERVING, transient=True),
+         _NOT_SERVING, hysteresis=TRANSIENT),
     Rule("unintended_reversal", _unintended_reversal,
          lambda f: f"running {f['direction']} after starting {f['started']}, without a stop", _NOT_SERVING),
     Rule("safety_circuit_open", safety_circuit_open, lambda f: "safety circuit open", _NOT_SERVING | STOPPING),

@@ -9,6 +9,11 @@ from typing import Any
 
 from models.rules.settings import RuleSettings
 
+# How long a fault's condition must stay gone before it clears (docs/rules.md, "Hysteresis").
+NORMAL = "normal"        # rule_clear_s
+TRANSIENT = "transient"  # rule_transient_clear_s; a repeat soon after it cleared is the same alert
+SLOW = "slow"            # rule_slow_clear_s: signals that swing with the firing, read by slow analysers
+
 # What a pending dwell does when the monitor falls silent (Detector.expire).
 COMPLETE = "complete"  # it goes on on the server's clock: the condition is taken to hold still
 ABANDON = "abandon"    # it is dropped: silence is no evidence that the condition lasts
@@ -76,7 +81,7 @@ class Rule:
     check: Callable[[Any, RuleSettings], Verdict]
     describe: Callable[[Mapping[str, Any]], str]
     suppressed_in: frozenset[str] = frozenset()  # modes that explain the fault: it is taken as absent
-    transient: bool = False                      # clears after rule_transient_clear_s; repeats are deduplicated
+    hysteresis: str = NORMAL
     on_silence: str = ABANDON
     explained_by: tuple[str, ...] = ()           # open faults that explain this one's condition (checked earlier)
 

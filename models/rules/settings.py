@@ -17,6 +17,7 @@ class RuleSettings:
 
     clear_s: float
     transient_clear_s: float
+    slow_clear_s: float
     repeat_dedup_s: float
     silence_s: float
     sample_gap_s: float
