@@ -11,13 +11,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.routing import queue_sql
-from semon.vocabulary import ALERT_SOURCES
-
-SOURCES = ALERT_SOURCES
 
 
 @dataclass(frozen=True)
@@ -178,10 +174,3 @@ def resolve_alerts_absent(conn: psycopg.Connection, source: str, kind_pattern: s
                                                   "alert_at": at}).fetchone()
     return _one(row)[0]
 
-
-def open_alerts(conn: psycopg.Connection, equipment_id: int) -> list[dict[str, Any]]:
-    """The open and acknowledged alerts of one equipment (kind, source, severity, count)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT id, kind, source, severity, state, count FROM alerts"
-                           " WHERE equipment_id = %s AND state <> 'resolved' ORDER BY kind",
-                           (equipment_id,)).fetchall()

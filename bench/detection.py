@@ -90,7 +90,7 @@ from bench.scoring import (  # noqa: E402
     poisson_upper_95,
     read_labels,
 )
-from bench.services import REPO, IngesterProcess, PrivateBroker, cpu_seconds  # noqa: E402
+from bench.services import REPO, IngesterProcess, PrivateBroker, cpu_seconds, process_tree  # noqa: E402
 from semon.config import Config, load_config  # noqa: E402
 from semon.db import DatabaseUnavailable, create_database, drop_database, redact  # noqa: E402
 from simulators.scenario import SCENARIO_DIR, load_scenario  # noqa: E402
@@ -248,18 +248,6 @@ class Child:
                 self.process.wait()
         self.reader.join(timeout=5)
         return self.process.returncode
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with suppress(OSError):
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-    return found
 
 
 class CpuMeter:

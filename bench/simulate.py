@@ -44,7 +44,7 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
 from bench.rawmqtt import RawConnection, _split_packets  # noqa: E402
-from bench.services import REPO, PrivateBroker, cpu_seconds  # noqa: E402
+from bench.services import REPO, PrivateBroker, cpu_seconds, process_tree  # noqa: E402
 
 OFFERED_PER_S = 2000  # 10,000 monitors, one telemetry message each per 5 s
 WARMUP_S = 20.0  # spawning, building the fleet, the burst of 10,000 "online" statuses
@@ -92,18 +92,6 @@ def subscriber_main(port: int, counts: multiprocessing.Queue) -> None:
         if now >= next_report:
             counts.put((now, dict(totals)))
             next_report = now + 1.0
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-    return found
 
 
 def main() -> int:

@@ -15,11 +15,11 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.detection import RuleRunner
 from ingest.messages import Parsed, Rejected, parse_message
 from ingest.metrics import IngestMetrics
 from ingest.writer import BatchWriter, DatabaseLookup, WriteResult
 from models.rules.engine import Detector
+from models.rules.runtime import RuleRunner
 from models.rules.settings import settings_from_config
 from semon import paho_properties
 from semon.config import Config, mqtt_address

@@ -13,10 +13,10 @@ from psycopg import sql
 from psycopg.rows import dict_row, scalar_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
-from ingest.detection import RuleRunner
 from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejected, Status, Telemetry
 from models.fault_events import apply_device_events
 from models.rules.engine import EquipmentInfo, Sample
+from models.rules.runtime import RuleRunner
 from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table, topic
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")

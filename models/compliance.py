@@ -357,9 +357,9 @@ def scan_compliance(conn: psycopg.Connection, as_of: date, now: datetime,
     any record), resolve those back in date, and queue due-soon reminders. `grace_days`: the
     compliance_registration_grace_days setting (its default when None)."""
     if grace_days is None:
-        from semon.config import SETTINGS
+        from semon.config import SETTINGS_BY_NAME
 
-        grace_days = next(s.default for s in SETTINGS if s.name == "compliance_registration_grace_days")
+        grace_days = SETTINGS_BY_NAME["compliance_registration_grace_days"].default
     sync_rules(conn, rules if rules is not None else rules_from_config())
     with conn.transaction():  # the temporary table lives until the end of it
         # A second scan in one transaction finds the tables of the first.

@@ -47,3 +47,9 @@ def apply_device_events(conn: psycopg.Connection, events: Iterable[Mapping[str, 
             resolve_alert(conn, equipment_id=event["equipment_id"], kind=event["code"], resolved_at=event["ts"])
     return len(ordered)
 
+
+
+def fault_severities(conn: psycopg.Connection) -> dict[str, str]:
+    """Each fault code's default severity (the fault_codes table), as the telemetry rules raise them."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {r["name"]: r["severity"] for r in cur.execute("SELECT name, severity FROM fault_codes")}

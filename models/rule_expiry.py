@@ -11,8 +11,8 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.detection import apply_changes, save_states
 from models.rules.engine import Detector, EquipmentInfo
+from models.rules.runtime import apply_changes, save_states
 
 _PENDING = """
 SELECT r.equipment_id, r.state, r.last_ts, s.last_seen, e.type, e.rated_speed_mps, e.floors, e.rated_pressure_mpa

@@ -12,6 +12,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models.compliance import rules_from_config, scan_compliance
+from models.fault_events import fault_severities
 from models.figures import record_daily_figures
 from models.presence import offline_after, presence_job
 from models.rule_expiry import expire_pending
@@ -46,8 +47,7 @@ def _rule_expiry(config: Config) -> Job:
 
     def run(conn: psycopg.Connection, now: datetime) -> int:
         if not detector:
-            severities = {r["name"]: r["severity"] for r in conn.execute("SELECT name, severity FROM fault_codes")}
-            detector.append(Detector(settings_from_config(config), severities))
+            detector.append(Detector(settings_from_config(config), fault_severities(conn)))
         return expire_pending(conn, now, detector[0])
 
     return run

@@ -10,12 +10,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingest.detection import RuleRunner
 from ingest.messages import Equipment, Event, Telemetry
 from ingest.service import Ingester
 from ingest.writer import BatchWriter, DatabaseLookup
+from models.fault_events import fault_severities
 from models.rule_expiry import expire_pending
 from models.rules.engine import Detector
+from models.rules.runtime import RuleRunner
 from models.rules.settings import settings_from_config
 from tests.conftest import register_equipment, wait_until
 from tests.mqtt_helpers import Publisher
@@ -111,8 +112,7 @@ def test_two_ingesters_sharing_the_stream_judge_each_car_once(config, db, publis
 
 def detector(db, config) -> Detector:
     """The detector as the ingester builds it: settings from config, severities from the fault_codes table."""
-    severities = {r["name"]: r["severity"] for r in db.execute("SELECT name, severity FROM fault_codes")}
-    return Detector(settings_from_config(config), severities)
+    return Detector(settings_from_config(config), fault_severities(db))
 
 
 def write(db, config, items: list) -> None:
