@@ -17,9 +17,13 @@ lingering passengers, random faults, wear) is the scenario's. Then each alert is
 (bench/scoring.py).
 
 Figures per fault kind: injected, detected (recall), alerts raised, precision, detection delay p50/p99 from the
-fault's start and from the first violating message (the first sample the monitor took after it started), each
+fault's start and from the first violating message (the first sample the monitor took after it started; for a flame
+failure the first that shows the burner called with no flame, for repeated reopening the one that completes the
+rules' count of cycles), each
 plus the pipeline latency in wall time (when the alert row became visible − received_at of the deciding message,
-the start of the transaction that stored it), and the delay beyond the rule's dwell (the alert's detail.dwell_s);
+the start of the transaction that stored it), the delay beyond the rule's dwell (the alert's detail.dwell_s), and
+the delay after the first sample taken once the dwell had passed (what the monitor's reporting interval leaves to
+semon: a rule that decides on samples cannot speak before that sample);
 false alerts per 1,000 equipment-days of healthy equipment and of maintenance/inspection/out-of-service periods,
 with the one-sided 95 % upper bound of each rate.
 
@@ -541,7 +545,19 @@ def monitors_of(scenario: Path, settings: Settings) -> tuple[dict[str, bool], di
     return reports, skews, parsed.equipment_codes(), list(parsed.suspended)
 
 
-def score(settings: Settings, db_url: str, scenario: Path, run: DetectionRun) -> dict[str, Any]:
+# A fault's first violating message is the first sample after its injection, except where the simulated fault shows
+# only later: a flame fails unseen while the burner rests, until the pressure control calls it to fire; doors
+# reopen one cycle at a time, and the fault is there once they have done it the rules' number of times.
+VIOLATION_SQL = {
+    "flame_failure": "t.burner <> 'off' AND t.flame IS FALSE",
+    "repeated_door_reopen": """t.door_cycles >= (
+        SELECT b.door_cycles FROM telemetry_elevator b
+         WHERE b.equipment_id = t.equipment_id AND b.ts <= to_timestamp(%(start)s) AND b.door_cycles IS NOT NULL
+         ORDER BY b.ts DESC LIMIT 1) + %(reopen_count)s""",
+}
+
+
+def score(settings: Settings, config: Config, db_url: str, scenario: Path, run: DetectionRun) -> dict[str, Any]:
     """Per-kind and overall figures of the alerts against the labels."""
     reports, skews, types, suspended = monitors_of(scenario, settings)
     kinds = rule_kinds()
@@ -581,15 +597,34 @@ def score(settings: Settings, db_url: str, scenario: Path, run: DetectionRun) ->
             if label.kind != "fault" or label.equipment not in types:
                 continue
             skew = skews.get(label.equipment, 0.0)
+            violating = VIOLATION_SQL.get(label.name, "true")
             row = conn.execute(f"""
                 SELECT extract(epoch FROM min(t.ts)) FROM telemetry_{types[label.equipment]} t
                   JOIN equipment e ON e.id = t.equipment_id
-                 WHERE e.code = %s AND t.ts >= to_timestamp(%s)""", (label.equipment, label.start + skew)).fetchone()
+                 WHERE e.code = %(code)s AND t.ts BETWEEN to_timestamp(%(start)s) AND to_timestamp(%(end)s)
+                   AND {violating}""",
+                               {"code": label.equipment, "start": label.start + skew,
+                                "end": (observed_end if label.end is None else label.end) + skew,
+                                "reopen_count": config.rule_door_reopen_count}).fetchone()
             if row and row[0] is not None:
                 first_violation[label] = float(row[0]) - skew
+        # The first sample at or after the moment the dwell passed: no rule deciding on samples can speak sooner.
+        due_sample = {}
+        for label, alert in classified.detection.items():
+            dwell = facts[alert.id]["dwell_s"]
+            if dwell is None:
+                continue
+            skew = skews.get(label.equipment, 0.0)
+            due = first_violation.get(label, label.start) + float(dwell) + skew
+            row = conn.execute(f"""
+                SELECT extract(epoch FROM min(t.ts)) FROM telemetry_{types[label.equipment]} t
+                 WHERE t.equipment_id = %s AND t.ts >= to_timestamp(%s)""",
+                               (facts[alert.id]["equipment_id"], due - 0.001)).fetchone()
+            if row and row[0] is not None:
+                due_sample[label] = float(row[0]) - skew
     exposed = exposure(spans, run.labels, settings.tolerance_s, suspended)
     return figures(settings, run, alerts, facts, classified, first_violation, exposed, kinds, reports, types,
-                   observed_end)
+                   observed_end, due_sample)
 
 
 def deciding_received_at(conn: psycopg.Connection, equipment_type: str, equipment_id: int, kind: str,
@@ -611,7 +646,8 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: dict[int, dict[str, Any]],
             classified: Any, first_violation: dict[Label, float], exposed: Any, kinds: dict[str, tuple[str, ...]],
-            reports: dict[str, bool], types: dict[str, str], observed_end: float) -> dict[str, Any]:
+            reports: dict[str, bool], types: dict[str, str], observed_end: float,
+            due_sample: dict[Label, float] | None = None) -> dict[str, Any]:
     """The per-kind table and the headline figures (printed, and returned for the JSON line)."""
     by_id = {a.id: a for a in alerts}
 
@@ -627,13 +663,14 @@ def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: d
     others = Counter(label.name for label in run.labels if label.kind == "fault" and not eligible(label))
     table: dict[str, dict[str, Any]] = {}
     all_delays_beyond: list[float] = []
+    all_after_due: list[float] = []
     pipeline_all: list[float] = []
     for name in sorted({label.name for label in injected} | {a.kind for a in alerts}):
         labels = [label for label in injected if label.name == name]
         detected = [label for label in labels if label in classified.detection]
         raised = [a for a in alerts if a.kind == name]
         categories = Counter(classified.category[a.id] for a in raised)
-        from_start, from_first, beyond, pipeline = [], [], [], []
+        from_start, from_first, beyond, pipeline, after_due = [], [], [], [], []
         for label in detected:
             alert = classified.detection[label]
             fact = facts[alert.id]
@@ -647,7 +684,10 @@ def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: d
             from_first.append(alert.first_seen - first + extra)
             if fact["dwell_s"] is not None:
                 beyond.append(alert.first_seen - first + extra - float(fact["dwell_s"]))
+            if due_sample and label in due_sample:
+                after_due.append(alert.first_seen - due_sample[label] + extra)
         all_delays_beyond += beyond or from_first
+        all_after_due += after_due
         pipeline_all += pipeline
         dwells = sorted({facts[a.id]["dwell_s"] for a in raised if facts[a.id]["dwell_s"] is not None})
         table[name] = {
@@ -662,6 +702,7 @@ def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: d
             "delay_p50_s": _round(percentile(from_first, 50)), "delay_p99_s": _round(percentile(from_first, 99)),
             "dwell_s": dwells[0] if len(dwells) == 1 else dwells or None,
             "delay_beyond_dwell_p99_s": _round(percentile(beyond, 99)),
+            "delay_after_due_sample_p99_s": _round(percentile(after_due, 99)),
             "pipeline_p99_s": _round(percentile(pipeline, 99), 3),
             "missed": [f"{label.equipment}@{datetime.fromtimestamp(label.start, UTC):%d %H:%M:%S}"
                        for label in labels if label not in classified.detection],
@@ -684,6 +725,7 @@ def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: d
         "entrapment_false_per_1000_equipment_days_upper95": _round(per_1000_days(poisson_upper_95(entrapment_false),
                                                                                  elevator_days), 3),
         "rules_delay_p99_s": _round(percentile(all_delays_beyond, 99)),
+        "rules_delay_after_due_sample_p99_s": _round(percentile(all_after_due, 99)),
         "rules_pipeline_p99_s": _round(percentile(pipeline_all, 99), 3),
         "maintenance_mode_false_alerts": len(mode),
         "maintenance_mode_false_per_1000_equipment_days": _round(per_1000_days(len(mode), exposed.mode_total), 3),
@@ -726,7 +768,7 @@ def figures(settings: Settings, run: DetectionRun, alerts: list[Alert], facts: d
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
     head = (f"{'fault kind':<26}{'inj':>4}{'det':>4}{'recall':>7}{'alerts':>7}{'prec':>6}{'2nd':>4}{'false':>6}"
-            f"{'mode':>5}{'wear':>5}{'dwell':>7}{'delay p50':>10}{'p99':>7}{'beyond':>7}{'pipe p99':>9}")
+            f"{'mode':>5}{'wear':>5}{'dwell':>7}{'delay p50':>10}{'p99':>7}{'beyond':>7}{'due+':>6}{'pipe p99':>9}")
     log(head)
     for name, row in table.items():
         def show(value: Any, width: int) -> str:
@@ -737,7 +779,7 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
             f"{show(row['alerts'], 7)}{show(row['precision'], 6)}{show(row['secondary'], 4)}{show(row['false'], 6)}"
             f"{show(row['mode'], 5)}{show(row['wear'], 5)}{show(row['dwell_s'], 7)}{show(row['delay_p50_s'], 10)}"
             f"{show(row['delay_p99_s'], 7)}{show(row['delay_beyond_dwell_p99_s'], 7)}"
-            f"{show(row['pipeline_p99_s'], 9)}")
+            f"{show(row['delay_after_due_sample_p99_s'], 6)}{show(row['pipeline_p99_s'], 9)}")
         if row["missed"]:
             log(f"{'':<26}missed: {', '.join(row['missed'])}")
 
@@ -953,7 +995,7 @@ def main() -> int:
         stack.callback(broker.stop)
         if "detection" in settings.phases:
             run = run_detection(settings, config, db_url, broker, scenario, directory, stack)
-            result.update(score(settings, db_url, scenario, run))
+            result.update(score(settings, config, db_url, scenario, run))
             result["detection_run"] = {
                 "simulated_days": settings.days, "wall_s": settings.wall_s, "speed": round(settings.speed),
                 "schedule": settings.schedule, "reporting_share": settings.reporting_share,

@@ -227,7 +227,8 @@ class Ingester:
         # benchmarks' baseline and the way out should a rule misbehave in the field.
         if not self.config.rules_enabled:
             return None
-        return RuleRunner(Detector(settings_from_config(self.config), lookup.severities), lookup.equipment_info)
+        detector = Detector(settings_from_config(self.config), lookup.severities, lookup.labels)
+        return RuleRunner(detector, lookup.equipment_info)
 
     @staticmethod
     def _write_one_by_one(writer: BatchWriter, batch: list[Received], parsed: list[Parsed]) -> WriteResult:

@@ -17,7 +17,7 @@ from ingest.messages import Equipment, Event, FaultCode, Lookup, Parsed, Rejecte
 from models.fault_events import apply_device_events
 from models.rules.engine import EquipmentInfo, Sample
 from models.rules.runtime import RuleRunner
-from semon.vocabulary import TELEMETRY_FIELDS, telemetry_table, topic
+from semon.vocabulary import TELEMETRY_FIELDS, fault_label, telemetry_table, topic
 
 _EVENT_COLUMNS = ("ts", "equipment_id", "seq", "code", "state", "detail")
 _REJECTED_FIELD_COLUMNS = ", ".join(("ts", "equipment_id", "topic", "seq", "field", "value", "reason", "stored"))
@@ -102,10 +102,11 @@ class DatabaseLookup(Lookup):
             # What the telemetry rules need of the registry (rated speed for overspeed, floors for overtravel ...).
             self._info = {r["id"]: EquipmentInfo(r["id"], r["type"], r["rated_speed_mps"], r["floors"],
                                                  r["rated_pressure_mpa"]) for r in rows}
-            cur.execute("SELECT name, gbt_code, equipment_types, severity FROM fault_codes")
+            cur.execute("SELECT name, gbt_code, equipment_types, severity, description, name_zh FROM fault_codes")
             fault_rows = cur.fetchall()
             faults = [FaultCode(r["name"], r["gbt_code"], tuple(r["equipment_types"])) for r in fault_rows]
             self.severities = {r["name"]: r["severity"] for r in fault_rows}
+            self.labels = {r["name"]: fault_label(r["description"], r["name_zh"]) for r in fault_rows}
         self._conn.commit()
         self._faults = {f.name: f for f in faults}
         self._faults_by_number = {f.gbt_code: f for f in faults if f.gbt_code is not None}

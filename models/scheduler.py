@@ -12,7 +12,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models.compliance import rules_from_config, scan_compliance
-from models.fault_events import fault_severities
+from models.fault_events import fault_labels, fault_severities
 from models.figures import record_daily_figures
 from models.presence import offline_after, presence_job
 from models.rule_expiry import expire_pending
@@ -47,7 +47,7 @@ def _rule_expiry(config: Config) -> Job:
 
     def run(conn: psycopg.Connection, now: datetime) -> int:
         if not detector:
-            detector.append(Detector(settings_from_config(config), fault_severities(conn)))
+            detector.append(Detector(settings_from_config(config), fault_severities(conn), fault_labels(conn)))
         return expire_pending(conn, now, detector[0])
 
     return run

@@ -145,3 +145,9 @@ def telemetry_table(equipment_type: str) -> str:
 def topic(equipment_type: str, code: str, channel: str) -> str:
     """The MQTT topic of one equipment's channel."""
     return f"{TOPIC_ROOT}/{equipment_type}/{code}/{channel}"
+
+
+def fault_label(description: str, name_zh: str = "") -> str:
+    """How a fault code reads to people (fault_codes.description and .name_zh): "Passenger trapped (困人)"."""
+    text = description[:1].upper() + description[1:]
+    return f"{text} ({name_zh})" if name_zh else text

@@ -57,6 +57,7 @@ class Boiler(Device):
         self.o2 = 5.5 if running else 20.9
         # Interlocks and failures a fault switches on; recover() switches them off.
         self.burner_lockout = False
+        self.flame_failed = False  # flame safeguard locked out: the burner may be called, it shows no flame
         self.feed_override: float | None = None
         self.steam_valve_closed = False
         self.relief_open = False
@@ -68,7 +69,7 @@ class Boiler(Device):
     @property
     def lit(self) -> bool:
         """Whether the flame is proven (the burner fires and its start sequence is over)."""
-        return self.burner != "off" and self.purge_left <= 0
+        return self.burner != "off" and self.purge_left <= 0 and not self.flame_failed
 
     def start(self, now: datetime) -> None:
         self.demand = self._demand_target(self.local_hour(now))
@@ -164,6 +165,7 @@ class Boiler(Device):
 
     def recover(self, fault: str) -> None:
         self.burner_lockout = self.steam_valve_closed = self.relief_open = self.water_quality_bad = False
+        self.flame_failed = False
         self.feed_override = None
         self.flue_extra_c = 0.0
 
@@ -190,8 +192,9 @@ def _overpressure(boiler: Boiler) -> None:
 
 
 def _flame_failure(boiler: Boiler) -> None:
-    boiler.burner_lockout = True
-    boiler.burner = "off"
+    # The flame safeguard shuts the fuel valve and locks out; the pressure control still calls for heat, so the
+    # burner stage stays commanded with no flame (a low-water or overpressure interlock cuts the call itself).
+    boiler.flame_failed = True
 
 
 def _high_flue_gas_temp(boiler: Boiler) -> None:

@@ -537,9 +537,12 @@ def _door_close_failure(car: Elevator) -> None:
 
 
 def _door_open_failure(car: Elevator) -> None:
+    # The operator stalls part-way open (a jammed sill, a failed motor): the door never reaches open, the lock stays
+    # broken, and whoever is aboard stays aboard. A door that does not move at all is, with someone inside, an
+    # entrapment at a landing, which the scenario injects as such.
     _halt_at_landing(car)
-    car.door = "closed"
-    car.persons = max(car.persons, 1)
+    car.door = "opening"
+    car.door_lock_ok = False
 
 
 def _door_open_too_long(car: Elevator) -> None:

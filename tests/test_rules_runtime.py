@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from ingest.messages import Equipment, Event, Telemetry
 from ingest.service import Ingester
 from ingest.writer import BatchWriter, DatabaseLookup
-from models.fault_events import fault_severities
+from models.fault_events import fault_labels, fault_severities
 from models.rule_expiry import expire_pending
 from models.rules.engine import Detector
 from models.rules.runtime import RuleRunner
@@ -112,7 +112,7 @@ def test_two_ingesters_sharing_the_stream_judge_each_car_once(config, db, publis
 
 def detector(db, config) -> Detector:
     """The detector as the ingester builds it: settings from config, severities from the fault_codes table."""
-    return Detector(settings_from_config(config), fault_severities(db))
+    return Detector(settings_from_config(config), fault_severities(db), fault_labels(db))
 
 
 def write(db, config, items: list) -> None:

@@ -265,7 +265,7 @@ SIGNATURES: dict[str, dict[str, Signature]] = {
         "overspeed": lambda s, e: all(t["speed_mps"] > 1.15 * e.rated_speed_mps for t in s),
         "door_close_failure": lambda s, e: all(t["door"] != "closed" and not t["door_lock_ok"]
                                                and t["speed_mps"] == 0 for t in s),
-        "door_open_failure": lambda s, e: all(t["door"] == "closed" and t["door_zone"] and t["occupied"]
+        "door_open_failure": lambda s, e: all(t["door"] == "opening" and t["door_zone"] and not t["door_lock_ok"]
                                               and t["speed_mps"] == 0 for t in s),
         "door_open_too_long": lambda s, e: all(t["door"] == "open" and t["speed_mps"] == 0 for t in s),
         "repeated_door_reopen": lambda s, e: (s[-1]["door_cycles"] - s[0]["door_cycles"] >= 10
@@ -301,7 +301,8 @@ SIGNATURES: dict[str, dict[str, Signature]] = {
                                             and not t["flame"] for t in s),
         "high_water_level": lambda s, e: all(t["water_level_mm"] > 50 for t in s),
         "overpressure": lambda s, e: all(t["pressure_mpa"] > e.rated_pressure_mpa for t in s),
-        "flame_failure": lambda s, e: all(not t["flame"] and t["burner"] == "off" for t in s),
+        # The safeguard locked out, the pressure control still calls for heat: called to fire, no flame.
+        "flame_failure": lambda s, e: all(not t["flame"] for t in s) and any(t["burner"] != "off" for t in s),
         "high_flue_gas_temp": lambda s, e: all(t["flue_gas_temp_c"] > 250 for t in s),
         "feedwater_failure": lambda s, e: (all(t["feedwater_flow_tph"] == 0 for t in s)
                                            and s[-1]["water_level_mm"] < s[0]["water_level_mm"]),

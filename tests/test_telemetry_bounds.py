@@ -13,7 +13,7 @@ from tests.test_simulator_monitors import FleetLookup
 
 MQTT_DOC = REPO / "docs" / "mqtt.md"
 BOUNDS_HEADER = "| type | field | minimum | maximum | why no real equipment reads outside them |"
-FAULTS_HEADER = "| name | GB/T 24476 number | severity | types | description |"
+FAULTS_HEADER = "| name | GB/T 24476 number | severity | types | description | 中文名称 |"
 
 
 def _number(value: float | None) -> str:
@@ -60,10 +60,10 @@ def test_the_docs_bounds_table_is_the_one_the_ingester_checks():
 
 def test_the_docs_fault_code_table_is_the_database_table(db):
     documented = {}
-    for name, number, severity, types, description in doc_table(FAULTS_HEADER):
+    for name, number, severity, types, description, name_zh in doc_table(FAULTS_HEADER):
         documented[name.strip("`")] = (None if number == "—" else int(number), severity,
-                                       [t.strip() for t in types.split(",")], description)
-    seeded = {r["name"]: (r["gbt_code"], r["severity"], r["equipment_types"], r["description"])
+                                       [t.strip() for t in types.split(",")], description, name_zh)
+    seeded = {r["name"]: (r["gbt_code"], r["severity"], r["equipment_types"], r["description"], r["name_zh"])
               for r in db.execute("SELECT * FROM fault_codes ORDER BY name")}
     assert documented == seeded
 

@@ -660,7 +660,7 @@ def test_api_hazards_gives_fields_with_iso_timestamps(client, db):
         "message": "trapped"}
     assert dt.datetime.fromisoformat(item["first_seen"]) == stored["first_seen"]
     assert dt.datetime.fromisoformat(item["last_seen"]) == stored["last_seen"]
-    assert item["kind_description"] == "passenger trapped"
+    assert (item["kind_description"], item["kind_name_zh"]) == ("passenger trapped", "困人")
 
 
 def test_hazards_filter_by_district_and_severity(client, db):
@@ -693,7 +693,7 @@ def test_hazards_name_compliance_and_presence_alerts_with_the_check_labels(clien
         "overdue:maintenance": "overdue:maintenance Maintenance (维护保养) — Overdue (超期未维保)",
         "offline": "offline Offline (离线)",
         "no_records": "no_records No records (无检验维保记录)",
-        "entrapment": "entrapment passenger trapped",  # a fault code keeps its description
+        "entrapment": "entrapment Passenger trapped (困人)",  # a fault code: its description and Chinese name
     }
     assert detail == kinds
 
@@ -723,7 +723,8 @@ def test_fault_codes_list_each_code_with_its_number_severity_types_and_meaning(c
 
     assert data["total"] == len(data["items"]) == db.execute("SELECT count(*) AS n FROM fault_codes").fetchone()["n"]
     assert data["items"][0] == {"name": "safety_circuit_open", "gbt_code": 1, "severity": "high",
-                                "equipment_types": ["elevator", "escalator"], "description": "safety circuit open"}
+                                "equipment_types": ["elevator", "escalator"], "description": "safety circuit open",
+                                "name_zh": "安全回路断路"}
     numbered = [i["gbt_code"] for i in data["items"] if i["gbt_code"] is not None]
     assert numbered == sorted(numbered) and data["items"][len(numbered)]["gbt_code"] is None
     assert [i["name"] for i in boiler_critical["items"]] == ["low_water_level", "overpressure"]
@@ -863,6 +864,6 @@ def test_an_alert_raised_by_the_monitor_and_by_a_rule_shows_both_sources(client,
     [row] = table_rows(page(client, "/hazards"))
     [item] = api(client, "/api/hazards")["items"]
 
-    assert row[4] == ("entrapment passenger trapped "
+    assert row[4] == ("entrapment Passenger trapped (困人) "
                       "Reported by the monitor (设备上报) + Derived from telemetry (遥测推断)")
     assert (item["source"], item["sources"]) == ("device", ["device", "rule"])

@@ -73,7 +73,8 @@ SELECT m.kind, m.performed_on, f.name AS firm, m.notes
 """
 
 _ALERTS_SQL = """
-SELECT a.id, a.kind, fc.description AS kind_description, a.source, a.sources, a.severity, a.state, a.count,
+SELECT a.id, a.kind, fc.description AS kind_description, fc.name_zh AS kind_name_zh, a.source, a.sources,
+       a.severity, a.state, a.count,
        a.first_seen, a.last_seen, a.acknowledged_at, a.resolved_at, a.message
   FROM alerts a LEFT JOIN fault_codes fc ON fc.name = a.kind
  WHERE a.equipment_id = %(id)s AND (a.state <> 'resolved') = %(open)s

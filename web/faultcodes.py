@@ -14,7 +14,7 @@ bp = Blueprint("faultcodes", __name__)
 
 # The standard's numbered codes first, in its order, then the others by name.
 _FAULT_CODES_SQL = """
-SELECT name, gbt_code, severity, equipment_types, description
+SELECT name, gbt_code, severity, equipment_types, description, name_zh
   FROM fault_codes
  WHERE (%(type)s::text IS NULL OR %(type)s = ANY(equipment_types))
    AND (%(severity)s::text IS NULL OR severity = %(severity)s)

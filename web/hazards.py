@@ -13,7 +13,8 @@ from web.params import accepts
 bp = Blueprint("hazards", __name__)
 
 ITEM_FIELDS = ("id", "equipment_code", "equipment_type", "district", "address", "firm", "kind",
-               "kind_description", "source", "sources", "severity", "state", "count", "first_seen", "last_seen",
+               "kind_description", "kind_name_zh", "source", "sources", "severity", "state", "count", "first_seen",
+               "last_seen",
                "acknowledged_at", "resolved_at", "message")
 
 # The alert's own firm is the one it was routed to when raised; the equipment's current firm stands in
@@ -22,7 +23,8 @@ _HAZARDS_SQL = """
 SELECT * FROM (
     SELECT a.id, e.code AS equipment_code, e.type AS equipment_type, e.district_id, e.firm_id,
            d.name AS district, e.address, COALESCE(af.name, ef.name) AS firm, a.kind,
-           fc.description AS kind_description, a.source, a.sources, a.severity, a.state, a.count, a.first_seen,
+           fc.description AS kind_description, fc.name_zh AS kind_name_zh, a.source, a.sources, a.severity,
+           a.state, a.count, a.first_seen,
            a.last_seen,
            a.acknowledged_at, a.resolved_at, a.message,
            array_position(%(severities)s::text[], a.severity) AS severity_rank

@@ -20,6 +20,7 @@ from semon.vocabulary import (
     INSPECTION_RESULTS,
     INSPECTION_STATUSES,
     SEVERITIES,
+    fault_label,
 )
 
 TYPE_LABELS = {
@@ -151,11 +152,11 @@ def check_status(status: str | None, check: str | None) -> str:
     return labels.get(status, status.replace("_", " "))
 
 
-def alert_kind(kind: str | None, description: str | None = None) -> str:
-    """What an alert kind means: a fault code's description, "<check> — overdue" for a compliance alert,
+def alert_kind(kind: str | None, description: str | None = None, name_zh: str | None = None) -> str:
+    """What an alert kind means: a fault code's name (fault_label), "<check> — overdue" for a compliance alert,
     "Offline" for a silent monitor; blank when nothing is known."""
     if description:
-        return description
+        return fault_label(description, name_zh or "")
     if kind is None:
         return ""
     if kind.startswith(OVERDUE_ALERT):

@@ -199,14 +199,15 @@ def _door_lock_circuit_open(v: View, s: RuleSettings) -> Verdict:
 def _door_open_too_long(v: View, s: RuleSettings) -> Verdict:
     # A door that reopens counts cycles: it is reopening, not held open (and a sample may catch it open each time).
     # A cycle counted is evidence even in a sample whose door reading is missing.
-    if v.door_moved or v.moving or v.relocated:
+    if v.door_moved or v.moving:
         return False
     door = v.door
     if door is None:
         return None
     if door != "open":
         return False
-    return Hit(s.door_open_too_long_s, {"floor": v.floor, "door_zone": v.zone})
+    # Open at a new floor: the car ran and opened its door since the last sample, so it has been open from now on.
+    return Hit(s.door_open_too_long_s, {"floor": v.floor, "door_zone": v.zone}, fresh=v.relocated)
 
 
 def _repeated_door_reopen(v: View, s: RuleSettings) -> Verdict:

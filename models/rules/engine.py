@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from models.rules import boiler, elevator, escalator
-from models.rules.rule import COMPLETE, NAMES, NORMAL, SLOW, TRANSIENT, Hit, Rule
+from models.rules.rule import COMPLETE, NORMAL, SLOW, TRANSIENT, Hit, Rule
 from models.rules.settings import RuleSettings
 
 # A state of another version is dropped and the rules start afresh (at worst a dwell starts again).
@@ -111,15 +111,18 @@ class _Plan:
 
 
 class Detector:
-    """Derives fault codes from telemetry with the given settings; severities: fault code -> default severity."""
+    """Derives fault codes from telemetry with the given settings; severities and labels: fault code -> its default
+    severity and how it reads (the fault_codes table)."""
 
-    def __init__(self, settings: RuleSettings, severities: Mapping[str, str]):
+    def __init__(self, settings: RuleSettings, severities: Mapping[str, str], labels: Mapping[str, str]):
         codes = {rule.code for type_rules in REGISTRY.values() for rule in type_rules.rules}
-        missing = sorted(codes - set(severities))
+        missing = sorted(codes - (set(severities) & set(labels)))
         if missing:
-            raise ValueError(f"no severity for fault code(s) {', '.join(missing)}: the fault_codes table lacks them")
+            raise ValueError(f"no severity or label for fault code(s) {', '.join(missing)}: the fault_codes table "
+                             "lacks them")
         self.settings = settings
         self.severities = dict(severities)
+        self.labels = dict(labels)
         self._plans = {kind: _Plan(type_rules) for kind, type_rules in REGISTRY.items()}
         self._clear_s = {NORMAL: settings.clear_s, TRANSIENT: settings.transient_clear_s, SLOW: settings.slow_clear_s}
 
@@ -233,7 +236,7 @@ class Detector:
 
     def _held(self, rule: Rule, rs: dict[str, Any], hit: Hit, sample: Sample, ts: float,
               changes: list[Change]) -> None:
-        if rs["s"] is None:
+        if rs["s"] is None or hit.fresh:
             rs["s"], rs["n"], rs["r"] = ts, 0, False
         rs["n"] += 1
         if "g" in rs:
@@ -253,7 +256,7 @@ class Detector:
     def _raised(self, rule: Rule, rs: dict[str, Any], facts: Mapping[str, Any], held: float, dwell: float,
                 at: datetime, ts: float, note: str) -> Change:
         detail = {**facts, "held_s": round(held, 1), "dwell_s": dwell}
-        name = NAMES[rule.code]
+        name = self.labels[rule.code]
         if rs["a"]:
             # It came back before it cleared: a repeat of the open fault, counted on its alert.
             rs["k"] += 1
@@ -285,7 +288,7 @@ class Detector:
         if ts - gone + _EPS < clear_s:
             return
         detail = {"gone_s": round(ts - gone, 1), "clear_s": clear_s, "occurrences": rs["k"]}
-        message = f"{NAMES[rule.code]}: cleared, its condition gone for {ts - gone:.0f} s"
+        message = f"{self.labels[rule.code]}: cleared, its condition gone for {ts - gone:.0f} s"
         changes.append(Change(rule.code, "cleared", sample.ts, self.severities[rule.code], message, detail))
         if rule.hysteresis == TRANSIENT:
             rstates[rule.code] = {"a": False, "s": None, "n": 0, "r": False, "c": ts}

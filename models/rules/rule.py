@@ -26,46 +26,21 @@ STOPPING = frozenset({"earthquake", "emergency_power"})
 # Modes in which doors stand open at landings or are worked by hand (fire service).
 FIRE = frozenset({"fire_return", "firefighter"})
 
-# The words technicians use for each derived fault, Chinese first; the message of every change starts with them.
-NAMES: dict[str, str] = {
-    "entrapment": "困人 (entrapment)",
-    "stop_outside_door_zone": "门区外停梯 (stopped outside the door zone)",
-    "door_open_while_moving": "开门走梯 (door open while moving)",
-    "overspeed": "超速 (overspeed)",
-    "safety_circuit_open": "安全回路断路 (safety circuit open)",
-    "door_lock_circuit_open": "门锁回路断路 (door lock circuit open)",
-    "door_open_too_long": "长时间开门 (door open too long)",
-    "repeated_door_reopen": "反复开关门 (door reopening repeatedly)",
-    "door_close_failure": "关门故障 (door fails to close)",
-    "door_open_failure": "开门故障 (door fails to open)",
-    "run_timeout": "运行超时 (run timeout)",
-    "overtravel_top": "冲顶 (top over-travel)",
-    "overtravel_bottom": "蹲底 (bottom over-travel)",
-    "floor_position_lost": "楼层位置丢失 (floor position lost)",
-    "handrail_speed_deviation": "扶手带速度偏差 (handrail speed deviation)",
-    "unintended_reversal": "非操纵逆转 (unintended reversal)",
-    "brake_not_released": "制动器未释放 (brake not released)",
-    "low_water_level": "低水位 (low water level)",
-    "high_water_level": "高水位 (high water level)",
-    "overpressure": "超压 (overpressure)",
-    "flame_failure": "熄火 (flame failure)",
-    "high_flue_gas_temp": "排烟温度高 (high flue gas temperature)",
-    "water_quality": "水质超标 (water quality out of limits)",
-    "safety_valve_open": "安全阀开启 (safety valve open)",
-}
 
 
 class Hit:
     """The condition holds in this sample: the dwell it needs (s), the consecutive samples that confirm it, whether
     another signal corroborates it at once (no dwell or confirmation needed), and facts for the message."""
 
-    __slots__ = ("dwell", "confirm", "corroborated", "facts")
+    __slots__ = ("dwell", "confirm", "corroborated", "facts", "fresh")
 
-    def __init__(self, dwell: float, facts: dict[str, Any], confirm: int = 1, corroborated: bool = False):
+    def __init__(self, dwell: float, facts: dict[str, Any], confirm: int = 1, corroborated: bool = False,
+                 fresh: bool = False):
         self.dwell = dwell
         self.confirm = confirm
         self.corroborated = corroborated
         self.facts = facts
+        self.fresh = fresh  # the condition starts anew at this sample: a dwell running before it does not count
 
 
 # A condition's verdict on one sample: a Hit, False (it does not hold), or None (the fields it needs were not sent:
