@@ -536,6 +536,30 @@ def test_an_entrapment_dwell_completes_on_the_servers_clock_when_the_monitor_fal
         ("entrapment", "cleared", silent_since + timedelta(seconds=165))]
 
 
+def test_at_a_landing_or_with_the_last_reading_seeing_nobody_an_entrapment_waits_for_samples_through_a_silence():
+    # At a landing: the passenger (a PIR reading every 5 s sees them) may open the door and leave unseen.
+    at_floor = [Sample(T0 + timedelta(seconds=5 * i), i + 1, {**EL_IDLE, "occupied": True}) for i in range(13)]
+    state, changes = run(EL, at_floor)
+    assert changes == [] and not DETECTOR.pending(state)
+    since = at_floor[-1].ts
+    assert DETECTOR.expire(EL, state, since, since + timedelta(minutes=10))[1] == []
+    # Back after a silence longer than rule_silence_s, still shut in: the 90 s start again at the first sample.
+    back_at = since + timedelta(seconds=SETTINGS_DEFAULT.silence_s + 5)
+    back = [Sample(back_at + timedelta(seconds=5 * i), 100 + i, {**EL_IDLE, "occupied": True}) for i in range(20)]
+    assert [(c.kind, c.at) for c in DETECTOR.evaluate(EL, state, back)[1]] == [
+        ("entrapment", back_at + timedelta(seconds=90))]
+    # Between floors, with the PIR missing the passenger in the very last reading (occupied only by the debounce):
+    # nothing is taken to hold through the silence but what was seen.
+    for readings, completed in (([True] * 4 + [False], ["stop_outside_door_zone"]),
+                                # ... while a last reading that sees them keeps the dwell going on the server's clock.
+                                ([True] * 5, ["entrapment", "stop_outside_door_zone"])):
+        stream = trapped(readings)
+        state, changes = run(EL, stream)
+        assert changes == []
+        _, changes = DETECTOR.expire(EL, state, stream[-1].ts, stream[-1].ts + timedelta(minutes=10))
+        assert [c.kind for c in changes] == completed
+
+
 def test_a_stop_outside_the_door_zone_also_completes_while_silent_but_other_dwells_wait_for_samples():
     values = {**EL_IDLE, "door_zone": False, "door_lock_ok": False, "door": "open"}
     stream = [Sample(T0 + timedelta(seconds=i), i + 1, values) for i in range(11)]

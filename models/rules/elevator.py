@@ -124,8 +124,11 @@ def _entrapment(v: View, s: RuleSettings) -> Verdict:
         return None
     # Without a door-zone reading the car is taken to be at a floor, where nearly all stops are.
     between = v.zone is False
+    # Only a car between floors, its PIR seeing someone in the last sample, holds its passenger through a silence: at
+    # a landing a passenger opens the door and walks out, unseen while the monitor is silent.
     return Hit(s.entrapment_s if between else s.entrapment_at_floor_s,
-               {"floor": v.floor, "door_zone": v.zone, "occupied": v.occupied_raw, "between_floors": between})
+               {"floor": v.floor, "door_zone": v.zone, "occupied": v.occupied_raw, "between_floors": between},
+               through_silence=between and v.occupied_raw is True)
 
 
 def _describe_entrapment(f: Mapping[str, Any]) -> str:

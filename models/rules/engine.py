@@ -201,8 +201,9 @@ class Detector:
             # A mode switch cancels every pending dwell: what held before the switch does not count after it.
             self._restart(plan, rstates, every=True)
         if st["t"] is not None and ts - st["t"] > s.silence_s:
-            # Nothing is known of the gap: only the rules that hold on through a silence keep their dwell.
-            self._restart(plan, rstates, every=False)
+            # Nothing is known of the gap: only a dwell that holds on through a silence, as its last sample showed,
+            # is kept.
+            self._restart(plan, rstates, every=False, last=st["t"])
         view = plan.observe(values, ts, st["m"], equipment, s)
         for rule, suppressed in plan.for_mode(mode):
             rs = rstates.get(rule.code)
@@ -224,12 +225,12 @@ class Detector:
             self._held(rule, rs, verdict, sample, ts, changes)
 
     @staticmethod
-    def _restart(plan: _Plan, rstates: dict[str, Any], every: bool) -> None:
+    def _restart(plan: _Plan, rstates: dict[str, Any], every: bool, last: float | None = None) -> None:
         for code, rs in list(rstates.items()):
             if rs["s"] is None or rs["r"]:
                 continue
             rule = plan.by_code.get(code)
-            if every or rule is None or rule.on_silence != COMPLETE:
+            if every or rule is None or rule.on_silence != COMPLETE or rs.get("h") != last:
                 rs["s"], rs["n"] = None, 0
                 if not rs["a"] and rs.get("c") is None:
                     del rstates[code]
@@ -242,7 +243,10 @@ class Detector:
         if "g" in rs:
             del rs["g"]  # back before it cleared: the same fault goes on
         if rule.on_silence == COMPLETE:
-            rs["h"], rs["d"], rs["f"] = ts, hit.dwell, hit.facts
+            if hit.through_silence:
+                rs["h"], rs["d"], rs["f"] = ts, hit.dwell, hit.facts
+            else:
+                rs.pop("h", None)
         if rs["r"]:
             return
         held = ts - rs["s"]

@@ -32,15 +32,18 @@ class Hit:
     """The condition holds in this sample: the dwell it needs (s), the consecutive samples that confirm it, whether
     another signal corroborates it at once (no dwell or confirmation needed), and facts for the message."""
 
-    __slots__ = ("dwell", "confirm", "corroborated", "facts", "fresh")
+    __slots__ = ("dwell", "confirm", "corroborated", "facts", "fresh", "through_silence")
 
     def __init__(self, dwell: float, facts: dict[str, Any], confirm: int = 1, corroborated: bool = False,
-                 fresh: bool = False):
+                 fresh: bool = False, through_silence: bool = True):
         self.dwell = dwell
         self.confirm = confirm
         self.corroborated = corroborated
         self.facts = facts
         self.fresh = fresh  # the condition starts anew at this sample: a dwell running before it does not count
+        # For a rule that completes on the server's clock (COMPLETE): whether what this sample shows may be taken to
+        # hold on if the monitor falls silent now.
+        self.through_silence = through_silence
 
 
 # A condition's verdict on one sample: a Hit, False (it does not hold), or None (the fields it needs were not sent:
