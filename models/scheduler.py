@@ -15,6 +15,8 @@ from models.compliance import rules_from_config, scan_compliance
 from models.fault_events import fault_labels, fault_severities
 from models.figures import record_daily_figures
 from models.presence import offline_after, presence_job
+from models.rollup import rollup
+from models.rollup import settings_from_config as rollup_settings
 from models.rule_expiry import expire_pending
 from models.rules.engine import Detector
 from models.rules.settings import settings_from_config
@@ -57,6 +59,7 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     """Each job with its interval in seconds."""
     rules = rules_from_config(config)
     silence = offline_after(config)
+    windows = rollup_settings(config)
     return {
         "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
         # Dwells of the telemetry rules that a quiet monitor leaves running (docs/rules.md).
@@ -68,6 +71,8 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
                        config.compliance_interval_s),
         # Re-running a day replaces its rows, so hourly keeps today's figures fresh and catches a missed midnight.
         "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn, now), now=now), 3600.0),
+        # Telemetry into per-equipment windows of wear features (docs/rollup.md).
+        "rollup": (lambda conn, now: rollup(conn, now, windows), config.rollup_interval_s),
     }
 
 

@@ -77,6 +77,13 @@ def _parse_port_or_zero(text: str) -> int:
     return 0 if text.strip() == "0" else _parse_port(text)
 
 
+def _parse_window_s(text: str) -> int:
+    value = _int(text)
+    if value < 60 or 86400 % value:
+        raise ValueError("must be a whole number of seconds from 60 to 86400 that divides a day (86400)")
+    return value
+
+
 def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         scheme = text.split("://", 1)[0] if "://" in text else ""
@@ -276,6 +283,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("simulate_interval_s", 5.0, "seconds between telemetry messages of one simulated monitor",
             _parse_positive_float),
     Setting("simulate_seed", 7, "random seed of the simulated fleet", _int),
+    # The telemetry rollup (models/rollup.py, docs/rollup.md): per-equipment windows of wear features.
+    Setting("rollup_interval_s", 300.0, "how often the rollup job turns new telemetry into windows (docs/rollup.md)",
+            _parse_positive_float),
+    Setting("rollup_bucket_s", 3600, "width of a rollup window in seconds; it divides a day, and windows of a day "
+            "start at midnight in time_zone", _parse_window_s),
+    Setting("rollup_max_gap_s", 300.0,
+            "samples further apart than this are a gap: the time between them is not covered and no counter step "
+            "across it counts; at most rollup_bucket_s", _parse_positive_float),
+    Setting("rollup_settle_s", 30.0,
+            "the rollup takes rows whose storing transaction began at least this long ago (and no older one is open)",
+            _parse_non_negative_float),
+    # Risk ranking (models/risk.py, docs/risk.md): the scores at which an equipment is high and medium risk.
+    Setting("risk_high_score", 50, "an equipment with at least this risk score is high risk (高风险) (docs/risk.md)",
+            _parse_positive_int),
+    Setting("risk_medium_score", 25,
+            "an equipment with at least this risk score, and below risk_high_score, is medium risk (中风险)",
+            _parse_positive_int),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

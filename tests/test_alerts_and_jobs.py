@@ -106,7 +106,7 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
 
     now = datetime.now(UTC)
     jobs = job_table(config)
-    assert set(jobs) == {"presence", "rule_expiry", "compliance", "compliance_daily"}
+    assert set(jobs) == {"presence", "rule_expiry", "compliance", "compliance_daily", "rollup"}
     overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
     db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, current_date - 400)", (overdue,))
     silent = register_equipment(db, "EL-C2")
@@ -117,6 +117,7 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
     assert results["compliance"].raised >= 1
     assert results["compliance_daily"] == 1  # one (district, type) group
     assert results["rule_expiry"] == 0  # no dwell running
+    assert results["rollup"] == {"elevator": 0, "escalator": 0, "boiler": 0, "pressure_vessel": 0}  # no telemetry
     kinds = {(a["equipment_id"], a["kind"], a["source"]) for a in alerts(db)}
     assert {(overdue, "overdue:periodic_inspection", "compliance"), (silent, "offline", "presence")} <= kinds
     assert db.execute("SELECT in_use FROM compliance_daily WHERE day = current_date").fetchone()["in_use"] == 2

@@ -89,6 +89,9 @@ URLS: dict[str, list[str]] = {
     "/api/compliance/due.csv": ["/api/compliance/due.csv", f"/api/compliance/due.csv?district={D2}",
                                 f"/api/compliance/due.csv?firm={FIRM_A}&status=overdue,never_recorded"],
     "/api/compliance/due/summary": ["/api/compliance/due/summary"],
+    "/risk": ["/risk", f"/risk?district={D1}", f"/risk?firm={FIRM_B}", "/risk?level=low&limit=2&offset=1"],
+    "/api/risk": ["/api/risk", f"/api/risk?district={D2}", "/api/risk?type=elevator&limit=2", "/api/risk?level=high"],
+    "/api/risk.csv": ["/api/risk.csv", f"/api/risk.csv?firm={FIRM_A}", "/api/risk.csv?type=elevator"],
     "/api/registry/equipment": ["/api/registry/equipment", f"/api/registry/equipment?firm={FIRM_B}",
                                 "/api/registry/equipment?type=elevator&limit=1&offset=1"],
     "/api/registry/equipment/<code>": [f"/api/registry/equipment/{c}" for c in _CODES],
@@ -183,6 +186,8 @@ def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db,
     assert item_codes(app, "/api/hazards") == case.visible
     assert {line.split(",")[0] for line in answer(app, "/api/equipment.csv")[2].splitlines()[1:]} == case.visible
     assert {r["code"] for r in answer(app, "/api/compliance/due")[2]["items"]} == case.visible
+    assert item_codes(app, "/api/risk") == case.visible
+    assert {line.split(",")[1] for line in answer(app, "/api/risk.csv")[2].splitlines()[1:]} == case.visible
     for code in FLEET:
         want = 200 if code in case.visible else 404
         for url in (f"/equipment/{code}", f"/api/equipment/{code}", f"/api/registry/equipment/{code}"):
@@ -194,7 +199,8 @@ def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db,
     # Not vacuous: the scope hides something from each kind of answer.
     for url in ("/equipment", "/hazards", "/compliance", "/api/compliance/overdue-rate?group=overall",
                 "/api/compliance/overdue-rate/history?group=overall", "/api/compliance/coverage?group=overall",
-                "/api/compliance/old-elevators", "/api/compliance/due/summary", "/api/registry/use-units"):
+                "/api/compliance/old-elevators", "/api/compliance/due/summary", "/api/registry/use-units",
+                "/risk"):
         assert narrowed[url] != everything[url], url
 
     # Then everything: the same answers as a database holding only the equipment inside.

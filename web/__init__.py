@@ -1,5 +1,5 @@
-"""Flask web UI and JSON API: equipment register, hazards, compliance, registry, fault codes, health; built by
-create_app(config) (docs/web.md, docs/api.md)."""
+"""Flask web UI and JSON API: equipment register, hazards, compliance, risk ranking, registry, fault codes, health;
+built by create_app(config) (docs/web.md, docs/api.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,20 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from semon.config import Config
-from web import compliance, db, equipment, errors, faultcodes, formatting, hazards, health, jsonapi, params, registry
+from web import (
+    compliance,
+    db,
+    equipment,
+    errors,
+    faultcodes,
+    formatting,
+    hazards,
+    health,
+    jsonapi,
+    params,
+    registry,
+    risk,
+)
 
 
 def create_app(config: Config) -> Flask:
@@ -29,6 +42,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(registry.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(faultcodes.bp)
+    app.register_blueprint(risk.bp)
     return app
 
 

@@ -6,10 +6,15 @@ vocabulary's (semon/vocabulary.py); a value without a label shows as itself, wit
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from models.compliance import ALERT_PREFIX as OVERDUE_ALERT
 from models.compliance import NO_RECORDS, PERIODIC_INSPECTION
 from models.figures import CHECKS
 from models.presence import ALERT_KIND as OFFLINE_ALERT
+from models.risk import LEVELS as RISK_LEVELS
+from models.risk import OVERDUE_FACTOR, WINDOW_DAYS
 from semon.vocabulary import (
     ALERT_SOURCES,
     ALERT_STATES,
@@ -110,6 +115,12 @@ INSPECTION_RESULT_LABELS = {
     "pass_after_rectification": "Pass after rectification (整改后合格)",
     "fail": "Fail (不合格)",
 }
+# The risk levels of models/risk.py (风险分级, docs/risk.md).
+RISK_LEVEL_LABELS = {
+    "high": "High risk (高风险)",
+    "medium": "Medium risk (中风险)",
+    "low": "Low risk (低风险)",
+}
 
 # Vocabulary name (the template filter's argument) -> (labels, the values that must each have one).
 VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
@@ -125,6 +136,7 @@ VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "alert_source": (ALERT_SOURCE_LABELS, ALERT_SOURCES),
     "equipment_status": (EQUIPMENT_STATUS_LABELS, EQUIPMENT_STATUSES),
     "inspection_result": (INSPECTION_RESULT_LABELS, INSPECTION_RESULTS),
+    "risk_level": (RISK_LEVEL_LABELS, RISK_LEVELS),
 }
 _missing = [f"{name}: {value}" for name, (labels, values) in VOCABULARIES.items() for value in values
             if value not in labels]
@@ -167,3 +179,50 @@ def alert_kind(kind: str | None, description: str | None = None, name_zh: str | 
     if kind == NO_RECORDS:
         return NO_RECORDS_LABEL
     return ""
+
+
+def _floored(value: float, digits: int) -> float:
+    # Shown rounded down: a share of 14.96 % must not read "15 %" beside a tier of 15 % it did not reach.
+    scale = 10 ** digits
+    return math.floor(value * scale + 1e-9) / scale
+
+
+def _times(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def risk_fact(reason: dict[str, Any]) -> str:
+    """What one reason of a risk score says (models/risk.py gives its factor, points and facts), in the words an
+    inspector uses: "Periodic inspection overdue 45 days (超期未检45天)"."""
+    factor = reason["factor"]
+    if factor.startswith(OVERDUE_FACTOR):
+        check, days = reason["check"], reason["days"]
+        return f"{label(check, 'check').partition(' (')[0]} overdue {_times(days, 'day', 'days')} " \
+               f"({OVERDUE_WORDS.get(check, check)}{days}天)"
+    if factor == "entrapments":
+        count = reason["count"]
+        return f"{_times(count, 'entrapment', 'entrapments')} in the last {WINDOW_DAYS} days " \
+               f"(近{WINDOW_DAYS}天困人{count}次)"
+    if factor == "faults":
+        count = reason["count"]
+        severities = ", ".join(f"{reason[s]} {s}" for s in SEVERITIES if reason.get(s))
+        return f"{_times(count, 'fault', 'faults')} in the last {WINDOW_DAYS} days: {severities} " \
+               f"(近{WINDOW_DAYS}天故障{count}次)"
+    if factor == "age":
+        years = reason["years"]
+        return f"Installed {reason['install_date']}: {_times(years, 'year', 'years')} old (已使用{years}年)"
+    if factor == "wear":
+        components = reason["components"]
+        named = ", ".join(c.replace("_", " ") for c in components)
+        count = len(components)
+        return f"{_times(count, 'open wear alert', 'open wear alerts')}: {named} (磨损预警{count}项)"
+    if factor == "firm_maintenance":
+        share = f"{_floored(reason['overdue'] * 100 / reason['owing'], 1):g} %"
+        return f"Firm: {share} of its elevators and escalators overdue for maintenance, {reason['overdue']} of " \
+               f"{reason['owing']} (维保单位超期未维保率{share})"
+    if factor == "firm_faults":
+        rate = _floored(reason["faults"] / reason["equipment"], 2)
+        faults = "fault" if rate == 1 else "faults"
+        return f"Firm: {rate:g} {faults} per equipment in the last {WINDOW_DAYS} days, {reason['faults']} on " \
+               f"{reason['equipment']} (维保单位近{WINDOW_DAYS}天台均故障{rate:g}次)"
+    return factor.replace("_", " ")
