@@ -92,11 +92,12 @@ from bench.scoring import (  # noqa: E402
     poisson_upper_95,
     read_labels,
 )
-from ingest.messages import Equipment, FaultCode, Lookup, Rejected, Telemetry, parse_message  # noqa: E402
+from ingest.messages import Lookup, Rejected, Telemetry, parse_message  # noqa: E402
 from models.rules.engine import REGISTRY, Change, Detector, EquipmentInfo, Sample  # noqa: E402
 from models.rules.settings import RuleSettings, settings_from_config  # noqa: E402
 from semon.config import load_config  # noqa: E402
-from semon.vocabulary import EQUIPMENT_TYPES, fault_label  # noqa: E402
+from semon.vocabulary import fault_label  # noqa: E402
+from simulators.lookup import FleetLookup  # noqa: E402
 from simulators.scenario import Scenario, load_scenario  # noqa: E402
 from simulators.simulation import FleetSimulation, Message  # noqa: E402
 
@@ -207,20 +208,6 @@ class UnitResult:
     suspended: list[str]
     counts: Counter[str] = field(default_factory=Counter)
     cpu_s: float = 0.0
-
-
-class FleetLookup(Lookup):
-    """The registry as the ingester sees it after importing the scenario's CSV: ids in the fleet's order."""
-
-    def __init__(self, simulation: FleetSimulation):
-        self.known = {e.code: Equipment(i, e.code, e.type) for i, e in enumerate(simulation.fleet_all, 1)}
-
-    def equipment(self, code: str) -> Equipment | None:
-        return self.known.get(code)
-
-    def fault_code(self, name_or_number: str | int) -> FaultCode | None:
-        # Only telemetry is parsed here (the monitors are telemetry-only).
-        return FaultCode(str(name_or_number), None, EQUIPMENT_TYPES)
 
 
 class AlertBook:

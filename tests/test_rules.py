@@ -18,11 +18,11 @@ from models.rules import REGISTRY, Change, Detector, EquipmentInfo, Sample, defa
 from models.rules.settings import PREFIX, RuleSettings
 from semon.config import SETTINGS, load_config
 from semon.vocabulary import ELEVATOR_MODES, fault_label
+from simulators.lookup import FleetLookup
 from simulators.scenario import load_scenario
 from simulators.simulation import Due, FleetSimulation
 from simulators.timeline import FaultAction
 from tests.conftest import REPO
-from tests.test_simulator_monitors import FleetLookup
 
 SHANGHAI = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=SHANGHAI)

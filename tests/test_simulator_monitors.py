@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ingest.messages import Equipment, FaultCode, Lookup, Rejected, parse_message
-from semon.vocabulary import EQUIPMENT_TYPES
+from ingest.messages import Rejected, parse_message
+from simulators.lookup import FleetLookup
 from simulators.monitor import MonitorMix
 from simulators.scenario import ScenarioError, load_scenario
 from simulators.simulation import FleetSimulation, Message
@@ -172,20 +172,6 @@ def test_heartbeats_are_a_retained_online_every_heartbeat_interval():
     for times in beats.values():
         gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
         assert len(times) >= 9 and all(60 <= gap < 65 for gap in gaps)
-
-
-class FleetLookup(Lookup):
-    """The registry as the ingester would see it after importing the scenario's CSV."""
-
-    def __init__(self, simulation: FleetSimulation):
-        self.known = {e.code: Equipment(i, e.code, e.type) for i, e in enumerate(simulation.fleet_all, 1)}
-
-    def equipment(self, code: str) -> Equipment | None:
-        return self.known.get(code)
-
-    def fault_code(self, name_or_number: str | int) -> FaultCode | None:
-        # The simulators only send fault names the migration seeds (tests/test_simulators.py checks that).
-        return FaultCode(str(name_or_number), None, EQUIPMENT_TYPES)
 
 
 def rejected(simulation: FleetSimulation, messages: list[Message]) -> list[Rejected]:

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from ingest.messages import Rejected, Telemetry, parse_message
 from semon.vocabulary import TELEMETRY_FIELDS
+from simulators.lookup import FleetLookup
 from simulators.scenario import load_scenario
 from simulators.simulation import FleetSimulation
 from tests.conftest import REPO
-from tests.test_simulator_monitors import FleetLookup
 
 MQTT_DOC = REPO / "docs" / "mqtt.md"
 BOUNDS_HEADER = "| type | field | minimum | maximum | why no real equipment reads outside them |"
