@@ -20,6 +20,9 @@ from models.rollup import settings_from_config as rollup_settings
 from models.rule_expiry import expire_pending
 from models.rules.engine import Detector
 from models.rules.settings import settings_from_config
+from models.wear.jobs import score_job, train_job
+from models.wear.scoring import settings_from_config as wear_settings
+from models.wear.store import ModelCache
 from semon.clock import today
 from semon.config import Config
 from semon.db import DatabaseUnavailable, connect
@@ -29,10 +32,27 @@ log = logging.getLogger(__name__)
 Job = Callable[[psycopg.Connection, datetime], object]
 
 
+def own_transactions(job: Job) -> Job:
+    """Mark a job that opens its own short transactions (a long computation between them): run_locked gives it an
+    autocommit connection and holds its lock on the session, so it keeps no transaction open meanwhile."""
+    job.own_transactions = True  # type: ignore[attr-defined]
+    return job
+
+
 def run_locked(config: Config, name: str, job: Job, now: datetime | None = None) -> object | None:
-    """Run `job` in one transaction if no other replica holds its lock; None when skipped."""
+    """Run `job` in one transaction if no other replica holds its lock; None when skipped. A job marked
+    own_transactions runs on an autocommit connection under a session lock instead."""
     key = zlib.crc32(name.encode())  # a stable lock key per job name
     try:
+        if getattr(job, "own_transactions", False):
+            with connect(config.database_url, autocommit=True, time_zone=config.time_zone) as conn:
+                if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()["ok"]:
+                    log.debug("%s: another replica is running it", name)
+                    return None
+                try:
+                    return job(conn, now or datetime.now(UTC))
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         with connect(config.database_url, time_zone=config.time_zone) as conn, conn.transaction():
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (key,)).fetchone()["ok"]
             if not locked:
@@ -60,6 +80,8 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     rules = rules_from_config(config)
     silence = offline_after(config)
     windows = rollup_settings(config)
+    wear = wear_settings(config)
+    wear_models = ModelCache()  # each model version is read from the database once
     return {
         "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
         # Dwells of the telemetry rules that a quiet monitor leaves running (docs/rules.md).
@@ -73,6 +95,11 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
         "compliance_daily": (lambda conn, now: record_daily_figures(conn, today(conn, now), now=now), 3600.0),
         # Telemetry into per-equipment windows of wear features (docs/rollup.md).
         "rollup": (lambda conn, now: rollup(conn, now, windows), config.rollup_interval_s),
+        # The wear models (docs/wear.md): trained on stored windows holding no transaction while fitting, and
+        # scoring each window the rollup completes.
+        "wear_train": (own_transactions(lambda conn, now: train_job(conn, now, wear)), config.wear_train_interval_s),
+        "wear_score": (lambda conn, now: score_job(conn, now, wear, windows, wear_models),
+                       config.wear_score_interval_s),
     }
 
 

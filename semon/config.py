@@ -300,6 +300,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("risk_medium_score", 25,
             "an equipment with at least this risk score, and below risk_high_score, is medium risk (中风险)",
             _parse_positive_int),
+    # The wear models (models/wear/, docs/wear.md): each equipment against its own normal, one model per type.
+    Setting("wear_train_interval_s", 86400.0, "how often the wear models are trained on the stored windows "
+            "(docs/wear.md)", _parse_positive_float),
+    Setting("wear_score_interval_s", 300.0, "how often the wear models judge the windows the rollup completed",
+            _parse_positive_float),
+    Setting("wear_train_days", 30, "days of windows a wear model is trained on", _parse_positive_int),
+    Setting("wear_baseline_days", 14, "an equipment's own normal: the median and spread of this many days before "
+            "the period judged", _parse_positive_int),
+    Setting("wear_min_history_days", 14, "equipment with less history than this many days is judged against its "
+            "type's fleet normal", _parse_positive_int),
+    Setting("wear_recent_hours", 24, "the period judged: each score reads this many hours of windows; at least "
+            "rollup_bucket_s", _parse_positive_int),
+    Setting("wear_alert_windows", 6, "a wear alert opens after this many high scores in a row (one per window)",
+            _parse_positive_int),
+    Setting("wear_score_threshold", 1.0, "a score at least this is high; 1.0 is the threshold the model calibrated "
+            "on its training days, more is stricter", _parse_positive_float),
+    Setting("wear_detector", "fleet_zscore", "the fleet model: fleet_zscore, robust_covariance, isolation_forest "
+            "or zscore (docs/wear.md)",
+            _parse_choice(("fleet_zscore", "robust_covariance", "isolation_forest", "zscore"))),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

@@ -106,7 +106,8 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
 
     now = datetime.now(UTC)
     jobs = job_table(config)
-    assert set(jobs) == {"presence", "rule_expiry", "compliance", "compliance_daily", "rollup"}
+    assert set(jobs) == {"presence", "rule_expiry", "compliance", "compliance_daily", "rollup", "wear_train",
+                         "wear_score"}
     overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
     db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, current_date - 400)", (overdue,))
     silent = register_equipment(db, "EL-C2")
@@ -118,6 +119,9 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
     assert results["compliance_daily"] == 1  # one (district, type) group
     assert results["rule_expiry"] == 0  # no dwell running
     assert results["rollup"] == {"elevator": 0, "escalator": 0, "boiler": 0, "pressure_vessel": 0}  # no telemetry
+    assert results["wear_train"] == {"elevator": None, "escalator": None, "boiler": None}  # nothing to train on
+    nothing = {"scored": 0, "raised": 0, "resolved": 0}
+    assert results["wear_score"] == {"elevator": nothing, "escalator": nothing, "boiler": nothing}  # no model yet
     kinds = {(a["equipment_id"], a["kind"], a["source"]) for a in alerts(db)}
     assert {(overdue, "overdue:periodic_inspection", "compliance"), (silent, "offline", "presence")} <= kinds
     assert db.execute("SELECT in_use FROM compliance_daily WHERE day = current_date").fetchone()["in_use"] == 2

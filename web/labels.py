@@ -14,7 +14,8 @@ from models.compliance import NO_RECORDS, PERIODIC_INSPECTION
 from models.figures import CHECKS
 from models.presence import ALERT_KIND as OFFLINE_ALERT
 from models.risk import LEVELS as RISK_LEVELS
-from models.risk import OVERDUE_FACTOR, WINDOW_DAYS
+from models.risk import OVERDUE_FACTOR, WEAR_PREFIX, WINDOW_DAYS
+from models.wear.features import COMPONENTS as WEAR_COMPONENTS
 from semon.vocabulary import (
     ALERT_SOURCES,
     ALERT_STATES,
@@ -144,8 +145,9 @@ if _missing:  # a value added to the vocabulary without its label; caught at imp
     raise RuntimeError(f"no label for {', '.join(_missing)}")
 
 # The alert kinds that are not fault codes: the compliance job's overdue:<check> and no_records, the presence
-# job's offline.
+# job's offline, and the wear models' wear:<component> (docs/wear.md).
 NO_RECORDS_LABEL = "No records (无检验维保记录)"
+WEAR_LABEL = "wear (磨损预警)"
 
 
 def label(value: str | None, vocabulary: str) -> str:
@@ -166,7 +168,7 @@ def check_status(status: str | None, check: str | None) -> str:
 
 def alert_kind(kind: str | None, description: str | None = None, name_zh: str | None = None) -> str:
     """What an alert kind means: a fault code's name (fault_label), "<check> — overdue" for a compliance alert,
-    "Offline" for a silent monitor; blank when nothing is known."""
+    "Offline" for a silent monitor, "<component> — wear" for a wear model's; blank when nothing is known."""
     if description:
         return fault_label(description, name_zh or "")
     if kind is None:
@@ -178,6 +180,9 @@ def alert_kind(kind: str | None, description: str | None = None, name_zh: str | 
         return CONNECTION_LABELS["offline"]
     if kind == NO_RECORDS:
         return NO_RECORDS_LABEL
+    if kind.startswith(WEAR_PREFIX):
+        component = kind.removeprefix(WEAR_PREFIX)
+        return f"{WEAR_COMPONENTS.get(component, component.replace('_', ' '))} — {WEAR_LABEL}"
     return ""
 
 
