@@ -117,7 +117,7 @@ EXPECTED = {
         {"factor": "faults", "points": 12,
          "fact": "4 faults in the last 90 days: 1 critical, 2 high, 1 low (近90天故障4次)"}]),
     "EL-B5": (23, "low", [
-        FIRM_B_RECORD, {"factor": "wear", "points": 8, "fact": "1 open wear alert: brake (磨损预警1项)"}]),
+        FIRM_B_RECORD, {"factor": "wear", "points": 8, "fact": "1 open wear alert: Brake (制动器) (磨损预警1项)"}]),
     "BL-1": (20, "low", [
         {"factor": "age", "points": 12, "fact": "Installed 2010-01-01: 16 years old (已使用16年)"},
         {"factor": "overdue:water_quality_test", "points": 8,

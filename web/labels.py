@@ -218,7 +218,7 @@ def risk_fact(reason: dict[str, Any]) -> str:
         return f"Installed {reason['install_date']}: {_times(years, 'year', 'years')} old (已使用{years}年)"
     if factor == "wear":
         components = reason["components"]
-        named = ", ".join(c.replace("_", " ") for c in components)
+        named = ", ".join(WEAR_COMPONENTS.get(c, c.replace("_", " ")) for c in components)
         count = len(components)
         return f"{_times(count, 'open wear alert', 'open wear alerts')}: {named} (磨损预警{count}项)"
     if factor == "firm_maintenance":
