@@ -284,11 +284,13 @@ class Feed:
                 self.last_ts = ts
 
 
-def fleet_simulation(seed: int, interval_s: float, shard: tuple[int, int] = (0, 1)) -> FleetSimulation:
-    """The evaluation fleet as `semon simulate --scenario evaluation --reporting-share 0` runs it."""
-    scenario = load_scenario(SCENARIO)
-    scenario = replace(scenario, monitors=replace(scenario.monitors, reporting_share=0.0))
-    return FleetSimulation(scenario, seed, interval_s, shard=shard)
+def fleet_simulation(seed: int, interval_s: float, shard: tuple[int, int] = (0, 1),
+                     scenario: str = SCENARIO) -> FleetSimulation:
+    """A scenario's fleet (the evaluation fleet by default) as `semon simulate --scenario S --reporting-share 0`
+    runs it."""
+    parsed = load_scenario(scenario)
+    parsed = replace(parsed, monitors=replace(parsed.monitors, reporting_share=0.0))
+    return FleetSimulation(parsed, seed, interval_s, shard=shard)
 
 
 _progress: Any = None  # a worker's queue to the parent
