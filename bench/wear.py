@@ -65,8 +65,9 @@ Environment:
     BENCH_WEAR_PROCESSES     worker processes making the telemetry (one per CPU)
     BENCH_WEAR_PHASES        fleet,cost,e2e
     BENCH_WEAR_E2E_DAYS      simulated days of the end-to-end phase (1), published in 120 s
-    BENCH_WEAR_DATABASE      keep the fleet's database under this name, and reuse it when it already holds the
-                             telemetry of the same settings (to look into alerts, or replay the models again)
+    BENCH_WEAR_DATABASE      keep the fleet's database under this name; a later run with the same settings reuses
+                             its telemetry (to look into alerts, or replay the models again), or carries on with
+                             it where a run was cut short (by a restart of the shared server, say)
 
 Printed: progress, per detector the per-kind table, one line per episode missed and per false alert, the targets,
 and as the last line one JSON object with the figures (the model's wear_*, the baseline's baseline_wear_*).
@@ -151,6 +152,8 @@ TOLERANCE_S = 60.0
 # trailing baselines still hold the worn weeks.
 AFTER_REPAIR_S = 7 * DAY_S
 PROGRESS_EVERY_S = 30.0
+# Units of telemetry to make per worker process: a run cut short resumes without the units it finished.
+UNITS_PER_PROCESS = 4
 # Attempts at a database step that the shared server's restart cut short.
 RETRIES = 5
 # Wall seconds the end-to-end phase publishes its day(s) in.
@@ -396,6 +399,7 @@ class Unit:
     scenario: str
     db_url: str
     ids: Mapping[str, int]
+    run: str = ""  # the run's key (JSON): a unit done is noted under it, and a run cut short resumes without it
 
 
 @dataclass
@@ -409,6 +413,18 @@ class UnitResult:
     suspended: list[str]
     counts: Counter[str] = field(default_factory=Counter)
     cpu_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON (bench_wear_units)."""
+        return {"unit": asdict(self.unit), "labels": self.labels, "spans": self.spans, "skews": self.skews,
+                "suspended": self.suspended, "counts": dict(self.counts), "cpu_s": self.cpu_s}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UnitResult:
+        """A result as noted by to_json."""
+        unit = Unit(**{**data["unit"], "shard": tuple(data["unit"]["shard"])})
+        return cls(unit, data["labels"], {code: tuple(span) for code, span in data["spans"].items()}, data["skews"],
+                   data["suspended"], Counter(data["counts"]), data["cpu_s"])
 
 
 class _Registry(Lookup):
@@ -490,9 +506,14 @@ def run_unit(unit: Unit, batch_size: int = 20_000) -> UnitResult:
     skews = {e.code: simulation.monitors[e.code].skew.total_seconds() for e in simulation.fleet}
     types = {e.code: e.type for e in simulation.fleet}
     spans = {codes[c]: (types[codes[c]], first[c], last[c]) for c in first}
-    return UnitResult(unit, simulation.labels(datetime.fromtimestamp(unit.clock_epoch, UTC)), spans, skews,
-                      [c for c in simulation.scenario.suspended if c in simulation.devices], counts,
-                      time.process_time() - started_cpu)
+    result = UnitResult(unit, simulation.labels(datetime.fromtimestamp(unit.clock_epoch, UTC)), spans, skews,
+                        [c for c in simulation.scenario.suspended if c in simulation.devices], counts,
+                        time.process_time() - started_cpu)
+    if unit.run:
+        with connect_patiently(unit.db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO bench_wear_units (key, number, result) VALUES (%s::jsonb, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (unit.run, unit.number, Jsonb(result.to_json())))
+    return result
 
 
 class _Store:
@@ -554,8 +575,13 @@ def register_fleets(config: Config, db_url: str, scenario: str, seeds: Sequence[
     path = directory / "registry.csv"
     write_registry_csv(fleet, path, records=False)
     import_registry_csv(config.replace(database_url=db_url), path, create_districts=True)
+    return registered_ids(db_url)
+
+
+def registered_ids(db_url: str) -> dict[int, dict[str, int]]:
+    """The registered fleets' ids per seed and monitor code."""
     ids: dict[int, dict[str, int]] = defaultdict(dict)
-    with psycopg.connect(db_url) as conn:
+    with connect_patiently(db_url, autocommit=True) as conn:
         for equipment_id, code in conn.execute("SELECT id, code FROM equipment"):
             monitor, seed = code.rsplit("-s", 1)
             ids[int(seed)][monitor] = equipment_id
@@ -567,6 +593,7 @@ def run_units(units: Sequence[Unit], processes: int, meanwhile: Callable[[], obj
     """Run the units in `processes` spawned workers (in this process when 1), logging progress; `meanwhile` is
     called every every_s while they run."""
     total_s = sum(u.days * DAY_S / u.shard[1] for u in units)  # equipment-weighted simulated seconds
+    shards = {u.number: u.shard[1] for u in units}
     done_s: dict[int, float] = {}
     samples: dict[int, int] = {}
     started = time.monotonic()
@@ -574,7 +601,7 @@ def run_units(units: Sequence[Unit], processes: int, meanwhile: Callable[[], obj
 
     def note(number: int, at_s: float, count: int) -> None:
         nonlocal next_log
-        done_s[number] = at_s / units[number].shard[1]
+        done_s[number] = at_s / shards[number]
         samples[number] = count
         if time.monotonic() >= next_log:
             next_log += PROGRESS_EVERY_S
@@ -1082,6 +1109,7 @@ class Fleet:
     generate_s: float
     rollup_s: float
     cpu_s: float
+    resumed_units: int = 0  # units a run cut short had done (not in generate_s)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fleet:
@@ -1093,29 +1121,44 @@ class Fleet:
 def generate(settings: WearBenchSettings, config: Config, db_url: str, directory: Path) -> Fleet:
     """Register every seed's fleet, simulate it into the database, roll it up; or, when the kept database already
     holds this run's telemetry, read back what was generated."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_wear_run (key jsonb PRIMARY KEY, fleet jsonb NOT NULL)")
-        row = conn.execute("SELECT fleet FROM bench_wear_run WHERE key = %s", (Jsonb(settings.key()),)).fetchone()
+    key = json.dumps(settings.key(), sort_keys=True)
+    with connect_patiently(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_wear_run (key jsonb PRIMARY KEY, clock_epoch float8 NOT NULL,"
+                     " fleet jsonb)")
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_wear_units (key jsonb, number integer, result jsonb NOT NULL,"
+                     " PRIMARY KEY (key, number))")
+        row = conn.execute("SELECT clock_epoch, fleet FROM bench_wear_run WHERE key = %s::jsonb", (key,)).fetchone()
         registered = conn.execute("SELECT count(*) FROM equipment").fetchone()[0]
-    if row is not None:
+        done = {number: UnitResult.from_json(result) for number, result in conn.execute(
+            "SELECT number, result FROM bench_wear_units WHERE key = %s::jsonb", (key,))}
+    if row is not None and row[1] is not None:
         log(f"fleet: reusing the telemetry, windows and labels already in the database ({settings.key()})")
-        return Fleet.from_json(row[0])
-    if registered:
-        raise SystemExit(f"bench/wear.py: the database {settings.database} holds the telemetry of other settings or "
-                         "of a run that did not finish; drop it or name another one in BENCH_WEAR_DATABASE")
+        return Fleet.from_json(row[1])
+    if row is None and registered:
+        raise SystemExit(f"bench/wear.py: the database {settings.database} holds the telemetry of other settings; "
+                         "drop it or name another one in BENCH_WEAR_DATABASE")
     scenario = bench_scenario(settings.warmup_days, directory)
     seeds = [settings.first_seed + s for s in range(settings.seeds)]
-    ids = register_fleets(config, db_url, scenario, seeds, directory)
     tz = load_scenario(scenario).tz
-    epoch = clock_start(settings.total_days, time.time(), tz)
+    if row is None:
+        ids = register_fleets(config, db_url, scenario, seeds, directory)
+        epoch = clock_start(settings.total_days, time.time(), tz)
+        with connect_patiently(db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO bench_wear_run (key, clock_epoch) VALUES (%s::jsonb, %s)", (key, epoch))
+    else:
+        # A run cut short: its units not noted as done run again (what they stored already is not stored twice).
+        ids, epoch = registered_ids(db_url), row[0]
     fleet_size = len(ids[seeds[0]])
-    shards = min(fleet_size, max(1, settings.processes // math.gcd(settings.seeds, settings.processes)))
+    # Units small enough that a run cut short loses little, as many for each process.
+    base = settings.processes // math.gcd(settings.seeds, settings.processes)
+    shards = min(fleet_size, base * max(1, math.ceil(UNITS_PER_PROCESS * settings.processes / (settings.seeds * base))))
     units = [Unit(number, seed, (k, shards), settings.total_days, epoch, settings.interval_s, scenario, db_url,
-                  ids[seed]) for number, (seed, k) in enumerate((s, k) for s in seeds for k in range(shards))]
+                  ids[seed], key) for number, (seed, k) in enumerate((s, k) for s in seeds for k in range(shards))]
     log(f"fleet: {settings.seeds} realisation(s) of the {SCENARIO} fleet ({fleet_size} equipment, seeds "
         f"{seeds[0]}..{seeds[-1]}), {settings.warmup_days:g} days of service before the scenario's "
         f"{settings.days:g}, every monitor every {settings.interval_s:g} s, the monitors' clock starting at "
-        f"{datetime.fromtimestamp(epoch, tz).isoformat()}; {len(units)} units on {settings.processes} process(es)")
+        f"{datetime.fromtimestamp(epoch, tz).isoformat()}; {len(units)} units on {settings.processes} process(es)"
+        + (f", resuming a run cut short: {len(done)} of them done already" if done else ""))
     # The rollup job runs meanwhile, every rollup_interval_s, as the scheduler runs it beside the ingester.
     rollups: Counter[str] = Counter()
 
@@ -1125,7 +1168,8 @@ def generate(settings: WearBenchSettings, config: Config, db_url: str, directory
         rollups["seconds"] += round(time.monotonic() - started)
 
     started = time.monotonic()
-    results = run_units(units, settings.processes, rollup_job, config.rollup_interval_s)
+    results = list(done.values()) + run_units([u for u in units if u.number not in done], settings.processes,
+                                              rollup_job, config.rollup_interval_s)
     generate_s = time.monotonic() - started
     counts: Counter[str] = Counter()
     for result in results:
@@ -1149,10 +1193,10 @@ def generate(settings: WearBenchSettings, config: Config, db_url: str, directory
         suspended += [equipment_key(seed, code) for code in result.suspended]
     fleet = Fleet(epoch, labels, spans, sorted(set(suspended)),
                   {equipment_key(seed, code): i for seed, codes in ids.items() for code, i in codes.items()},
-                  dict(counts), round(generate_s, 1), round(rollup_s, 1), round(sum(r.cpu_s for r in results), 1))
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO bench_wear_run (key, fleet) VALUES (%s, %s)",
-                     (Jsonb(settings.key()), Jsonb(asdict(fleet))))
+                  dict(counts), round(generate_s, 1), round(rollup_s, 1), round(sum(r.cpu_s for r in results), 1),
+                  len(done))
+    with connect_patiently(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE bench_wear_run SET fleet = %s WHERE key = %s::jsonb", (Jsonb(asdict(fleet)), key))
     return fleet
 
 
@@ -1292,7 +1336,8 @@ def main() -> int:
                 "interval_s": settings.interval_s, "processes": settings.processes,
                 "equipment_days": round(sum(last - first for _, first, last in fleet.spans.values()) / DAY_S, 1),
                 "telemetry_rows": fleet.counts.get("stored"), "messages": fleet.counts.get("messages"),
-                "generate_s": fleet.generate_s, "generate_cpu_s": fleet.cpu_s, "rollup_s": fleet.rollup_s}
+                "generate_s": fleet.generate_s, "generate_cpu_s": fleet.cpu_s, "rollup_s": fleet.rollup_s,
+                "resumed_units": fleet.resumed_units}
         if fleet is not None and "cost" in settings.phases:
             result.update(phase("cost", lambda: measure_cost(config, db_url, fleet, settings)))
         if fleet is not None and "e2e" in settings.phases:

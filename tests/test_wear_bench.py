@@ -4,6 +4,8 @@ the warm-up before the scenario, the timing fleet's mix and the targets. Hand-ma
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from bench.scoring import Label
 from bench.wear import (
     TOLERANCE_S,
     Episode,
+    Unit,
+    UnitResult,
     Verdict,
     Visit,
     WearAlert,
@@ -179,3 +183,13 @@ def test_a_bad_setting_stops_the_benchmark_naming_it():
         WearBenchSettings.from_env(config, {"BENCH_WEAR_INTERVAL_S": "600"})
     with pytest.raises(SystemExit, match="unknown phase"):
         WearBenchSettings.from_env(config, {"BENCH_WEAR_PHASES": "fleet,speed"})
+
+
+def test_a_unit_done_is_noted_so_that_a_run_cut_short_resumes_without_it():
+    unit = Unit(3, 8, (1, 2), 60.0, 1_759_420_800.0, 30.0, "evaluation", "postgresql://x/y", {"EL-E1-0001": 31},
+                '{"seeds": 4}')
+    result = UnitResult(unit, [{"equipment": "EL-E1-0001", "kind": "wear", "name": "bearing",
+                                "start": "2026-10-04T00:00:00.000+00:00", "end": None}],
+                        {"EL-E1-0001": ("elevator", 1.5, 2.5)}, {"EL-E1-0001": -30.0}, [],
+                        Counter({"stored": 10, "duplicates": 1}), 12.5)
+    assert UnitResult.from_json(json.loads(json.dumps(result.to_json()))) == result
