@@ -10,10 +10,10 @@ scenario's BENCH_WEAR_DAYS: its scheduled wear and faults and its first random w
 its random sudden faults and maintenance visits run throughout. Everything else is the scenario's: monitors that
 drop out, repeat, reorder and run off the true time, noise, maintenance visits, sudden faults, its scripted wear
 and, from its day 20, random wear (a random kind on random equipment every 4 days, growing to its fault in 7 to 14
-days); the simulators' own daily rhythms (each kind of site's rush hours, the boilers' demand following them) and
-nothing shaped to the models. The simulators have no weekly or seasonal rhythm (no weekends, no heating season):
-the false alarms are of equipment whose days all look alike. Every monitor is telemetry-only and reports every
-BENCH_WEAR_INTERVAL_S (30 s), its clock starting at a local midnight so that the data ends at today's.
+days); the simulators' own rhythms (each kind of site's rush hours and weekends, the boilers' demand following
+them and the heating season: docs/simulate.md) and nothing shaped to the models. Every monitor is telemetry-only
+and reports every BENCH_WEAR_INTERVAL_S (30 s), its clock starting at a local midnight so that the data ends at
+today's.
   The telemetry is made in-process as `semon simulate` makes it (FleetSimulation's schedule and what each monitor
   sends, bench/field.py's way) and stored straight into a fresh database as the ingester stores it: every message
   parsed by ingest/messages.py and written in batches by ingest/writer.py's BatchWriter (rules off: this is about

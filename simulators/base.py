@@ -67,6 +67,9 @@ class Device:
         self.degradation: Mapping[str, float] = {}
         # Whether a maintenance visit is due now; the simulation sets it from its visit plan.
         self.maintenance_requested = False
+        # The local calendar of the moment being simulated, for weekly and seasonal rhythms (simulators/traffic.py).
+        self.weekday = 0  # Monday
+        self.day_of_year = 1
 
     @property
     def code(self) -> str:
@@ -123,6 +126,8 @@ class Device:
             raise ValueError("simulated time must be timezone-aware")
         if self.clock is None:
             self.clock = self.now = now
+            local = now.astimezone(self.tz)
+            self.weekday, self.day_of_year = local.weekday(), local.timetuple().tm_yday
             self.start(now)
             return
         gap = (now - self.clock).total_seconds()
@@ -134,10 +139,15 @@ class Device:
         steps = math.ceil(gap / SUBSTEP_S)
         dt = gap / steps
         begin = now - timedelta(seconds=gap)
-        hour = self.local_hour(begin)
+        local = begin.astimezone(self.tz)
+        hour = local.hour + local.minute / 60 + local.second / 3600
+        weekday = local.weekday()
+        self.day_of_year = local.timetuple().tm_yday  # a season does not turn in a step
         for i in range(1, steps + 1):
             self.now = begin + timedelta(seconds=i * dt)
-            self.tick(dt, (hour + i * dt / 3600) % 24)
+            hours = hour + i * dt / 3600
+            self.weekday = (weekday + int(hours // 24)) % 7
+            self.tick(dt, hours % 24)
         self.clock = self.now = now
 
     def local_hour(self, now: datetime) -> float:
@@ -156,7 +166,7 @@ class Device:
         """Set the initial state at the first moment simulated (counters from the install date)."""
 
     def tick(self, dt: float, hour: float) -> None:
-        """Advance the physics by dt seconds; hour is the local hour of day."""
+        """Advance the physics by dt seconds; hour is the local hour of day (self.weekday its day of the week)."""
         raise NotImplementedError
 
     def skip(self, since: datetime, until: datetime) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from simulators.base import Device, FaultBehaviour, clamp
-from simulators.traffic import activity
+from simulators.traffic import activity, heat_demand_factor
 
 if TYPE_CHECKING:
     from simulators.fleet import Equipment
@@ -77,7 +77,8 @@ class Boiler(Device):
             self.steam = self.feed = self.capacity * self.demand
 
     def _demand_target(self, hour: float) -> float:
-        return 0.25 + 0.6 * activity(self.kind, hour)
+        base = 0.25 + 0.6 * activity(self.kind, hour, self.weekday)
+        return clamp(base * heat_demand_factor(self.kind, self.day_of_year), 0.1, 0.95)
 
     def tick(self, dt: float, hour: float) -> None:
         if not self.in_service:

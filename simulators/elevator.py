@@ -189,7 +189,7 @@ class Elevator(Device):
         self.motor_temp += (heat_target - self.motor_temp) * dt / MOTOR_TAU_S
 
     def _arrivals(self, dt: float, hour: float) -> None:
-        rate = calls_per_hour(self.kind, hour) * self.busyness
+        rate = calls_per_hour(self.kind, hour, self.weekday) * self.busyness
         if self.rng.random() >= rate * dt / 3600 or len(self.calls) >= MAX_WAITING_CALLS:
             return
         top = self.floors - 1

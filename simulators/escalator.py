@@ -94,7 +94,7 @@ class Escalator(Device):
                 self._ramp(target, dt)
         if behaviour is not None and behaviour.tick is not None:
             behaviour.tick(self, dt)
-        self.load = activity(self.kind, hour) if self.speed > 0 and self.visit is None else 0.0
+        self.load = activity(self.kind, hour, self.weekday) if self.speed > 0 and self.visit is None else 0.0
         if self.speed > 0:
             self.run_s = min(self.run_s + dt, self._ceiling(self.now))
 

@@ -1,7 +1,9 @@
-"""How busy a site is by local hour of day; shared by the models so that a hospital feels like one."""
+"""How busy a site is by local hour of day, day of the week and season; shared by the models so that a hospital
+feels like one (docs/simulate.md)."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 # Elevator calls per hour, by local hour, for a car of average busyness.
@@ -14,16 +16,41 @@ TRAFFIC: dict[str, tuple[float, ...]] = {
     "factory": (2, 1, 1, 1, 1, 2, 8, 25, 30, 20, 18, 18, 25, 18, 18, 18, 25, 25, 10, 6, 4, 3, 2, 2),
 }
 
+# How busy each local day of the week is against an ordinary weekday, Monday first: offices and factories empty at
+# weekends, malls and hotels fill, hospitals keep their wards but not their clinics, homes are busier all day.
+WEEKLY: dict[str, tuple[float, ...]] = {
+    "office": (1.0, 1.0, 1.0, 1.0, 0.95, 0.3, 0.2),
+    "residential": (1.0, 1.0, 1.0, 1.0, 1.0, 1.1, 1.1),
+    "hospital": (1.05, 1.0, 1.0, 1.0, 1.0, 0.65, 0.55),
+    "mall": (0.8, 0.75, 0.75, 0.8, 0.95, 1.4, 1.35),
+    "hotel": (0.85, 0.85, 0.9, 0.9, 1.05, 1.25, 1.0),
+    "factory": (1.0, 1.0, 1.0, 1.0, 1.0, 0.55, 0.2),
+}
 
-def calls_per_hour(kind: str, hour: float) -> float:
-    """Expected elevator calls per hour at a local hour of day."""
-    return TRAFFIC[kind][int(hour) % 24]
+# How far a site's heat demand swings with the seasons, peaking in mid-January: space heating dominates in homes,
+# hotels, hospitals, offices and malls; a factory's process steam hardly follows the weather.
+HEATING_SWING: dict[str, float] = {
+    "office": 0.3, "residential": 0.35, "hospital": 0.25, "mall": 0.3, "hotel": 0.25, "factory": 0.08,
+}
+_COLDEST_DAY_OF_YEAR = 15
 
 
-def activity(kind: str, hour: float) -> float:
-    """How busy the site is at a local hour, from 0 (empty) to 1 (its busiest hour)."""
-    profile = TRAFFIC[kind]
-    return profile[int(hour) % 24] / max(profile)
+def calls_per_hour(kind: str, hour: float, weekday: int = 0) -> float:
+    """Expected elevator calls per hour at a local hour of day on a local weekday (0: Monday)."""
+    return TRAFFIC[kind][int(hour) % 24] * WEEKLY[kind][weekday]
+
+
+def activity(kind: str, hour: float, weekday: int = 0) -> float:
+    """How busy the site is at a local hour of a weekday (0: Monday), from 0 (empty) to 1 (its busiest hour of the
+    week)."""
+    profile, weekly = TRAFFIC[kind], WEEKLY[kind]
+    return profile[int(hour) % 24] * weekly[weekday] / (max(profile) * max(weekly))
+
+
+def heat_demand_factor(kind: str, day_of_year: int) -> float:
+    """The season's multiplier of a site's heat demand on a local day of the year: above 1 in winter, below in
+    summer."""
+    return 1.0 + HEATING_SWING[kind] * math.cos(2 * math.pi * (day_of_year - _COLDEST_DAY_OF_YEAR) / 365.25)
 
 
 def expected_calls(kind: str, since: datetime, until: datetime, tz: timezone) -> float:
@@ -32,7 +59,9 @@ def expected_calls(kind: str, since: datetime, until: datetime, tz: timezone) ->
 
 
 def _cumulative(kind: str, moment: datetime, tz: timezone) -> float:
-    profile = TRAFFIC[kind]
+    profile, weekly = TRAFFIC[kind], WEEKLY[kind]
     local = moment.astimezone(tz)
+    weeks, weekday = divmod(local.toordinal() - 1, 7)  # day 1 of year 1 was a Monday
     fraction = (local.minute * 60 + local.second + local.microsecond / 1e6) / 3600
-    return local.toordinal() * sum(profile) + sum(profile[:local.hour]) + profile[local.hour] * fraction
+    today = sum(profile[:local.hour]) + profile[local.hour] * fraction
+    return (weeks * sum(weekly) + sum(weekly[:weekday])) * sum(profile) + weekly[weekday] * today
