@@ -34,6 +34,10 @@ setting) again with them off; publish-to-commit lag p50/p99 (bench/commits.py; a
 publishing stopped counts as lagging that long, and the figures are then lower bounds), CPU per process, and the
 alerts the rules raised on that ordinary traffic.
 
+Wear (the gradual faults the models of docs/wear.md look for) is this benchmark's other part, bench/wear.py
+(`make bench-wear`): the same scenario's wear episodes and false alarms over thousands of healthy equipment-days
+take some 45 minutes of the machine where this part takes 10, so each runs on its own.
+
 Environment:
     BENCH_DETECTION_DAYS             simulated days of the evaluation fleet (3)
     BENCH_DETECTION_WALL_S           wall seconds they take (300); the speed is days / wall
