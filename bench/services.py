@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,32 +60,88 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
-def write_mosquitto_conf(directory: Path, port: int) -> Path:
+@dataclass(frozen=True)
+class BrokerTls:
+    """A broker's TLS listener: its certificate and key, and the CA of the client certificates it requires, if any."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class BrokerAccount:
+    """A service account of a private broker (docs/monitors.md)."""
+
+    username: str
+    password: str
+
+
+def write_mosquitto_conf(directory: Path, port: int, *, tls: BrokerTls | None = None,
+                         anonymous: bool = False) -> Path:
     """Render the project's scripts/mosquitto.conf.in for a private broker on `port` keeping its data in
-    `directory`; returns the config file's path (the tests' brokers use it too)."""
+    `directory`; returns the config file's path (the tests' brokers use it too). Its password file and ACL are
+    created empty if missing: `semon monitors` or write_broker_files fill them."""
     template = (REPO / "scripts" / "mosquitto.conf.in").read_text()
+    values = {"@PORT@": str(port), "@DIR@": str(directory), "@USER@": getpass.getuser(),
+              "@TLS@": "" if tls else "#", "@TLS_CERT@": str(tls.cert_file) if tls else "",
+              "@TLS_KEY@": str(tls.key_file) if tls else "",
+              "@CLIENT_CA@": "" if tls and tls.client_ca_file else "#",
+              "@CLIENT_CA_FILE@": str(tls.client_ca_file) if tls and tls.client_ca_file else "",
+              "@ANONYMOUS@": "true" if anonymous else "false"}
+    for name, value in values.items():
+        template = template.replace(name, value)
     conf = directory / "mosquitto.conf"
-    conf.write_text(template.replace("@PORT@", str(port)).replace("@DIR@", str(directory))
-                    .replace("@USER@", getpass.getuser()))
+    conf.write_text(template)
+    from semon.monitors import ACL_FILE, PASSWORD_FILE
+
+    for name in (PASSWORD_FILE, ACL_FILE):
+        if not (directory / name).exists():
+            (directory / name).touch(mode=0o600)
     return conf
 
 
+def write_service_accounts(directory: Path, ingester: BrokerAccount, simulator: BrokerAccount, *,
+                           anonymous: bool = False) -> None:
+    """Give a private broker an ingester's and a simulator's account (no monitors); with `anonymous`, clients without
+    an account may do what both may (the benchmarks' raw load generators have none)."""
+    from semon.monitors import Account, acl_topics, hash_password, write_broker_files
+
+    accounts = [Account(ingester.username, "ingester", hash_password(ingester.password)),
+                Account(simulator.username, "simulator", hash_password(simulator.password))]
+    write_broker_files(directory, accounts,
+                       anonymous=[pair for a in accounts for pair in acl_topics(a)] if anonymous else ())
+
+
 class PrivateBroker:
-    """Mosquitto with the project's own config (scripts/mosquitto.conf.in) on a free port in a temp dir."""
+    """Mosquitto with the project's own config (scripts/mosquitto.conf.in) on a free port in a temp dir.
+
+    Authentication is on, with an ingester's and a simulator's account (`settings` gives them to semon's processes),
+    but anonymous clients are let in with the same rights: the benchmarks' own load generators speak raw MQTT
+    without an account, and what is measured is the broker's work per message, ACL checks included."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.ingester = BrokerAccount("semon-ingest", secrets.token_urlsafe(24))
+        self.simulator = BrokerAccount("semon-simulator", secrets.token_urlsafe(24))
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def settings(self) -> dict[str, str]:
+        """SEMON_* variables giving semon's ingester and simulator their accounts."""
+        return {"SEMON_MQTT_USERNAME": self.ingester.username, "SEMON_MQTT_PASSWORD": self.ingester.password,
+                "SEMON_SIMULATE_MQTT_USERNAME": self.simulator.username,
+                "SEMON_SIMULATE_MQTT_PASSWORD": self.simulator.password}
+
     def start(self) -> None:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("mosquitto is not installed: run the benchmark with `make bench`, which installs it")
-        write_mosquitto_conf(self.directory, self.port)
+        write_mosquitto_conf(self.directory, self.port, anonymous=True)
+        write_service_accounts(self.directory, self.ingester, self.simulator, anonymous=True)
         self.process = subprocess.Popen(["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -22,8 +22,9 @@ from models.rules.engine import Detector
 from models.rules.runtime import RuleRunner
 from models.rules.settings import settings_from_config
 from semon import paho_properties
-from semon.config import Config, mqtt_address
+from semon.config import Config
 from semon.db import DatabaseUnavailable, connect, redact
+from semon.tls import endpoint
 from semon.vocabulary import TOPIC_ROOT
 
 log = logging.getLogger(__name__)
@@ -83,21 +84,21 @@ class Ingester:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=10)
-        address = mqtt_address(self.config.mqtt_url)
-        if address.username:
-            client.username_pw_set(address.username, address.password)
+        # Its own account (mqtt_username) and, for mqtts://, TLS: docs/monitors.md.
+        self.endpoint = endpoint(self.config, "ingester")
+        self.endpoint.configure(client)
         return client
 
     # --- MQTT network thread -----------------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            log.error("broker %s refused the connection: %s", self.endpoint.describe(), reason_code)
             return
         with self._ack_lock:
             self._generation += 1
         client.subscribe(subscription_topic(self.config), qos=1)
-        log.info("connected to %s (session present: %s)", self.config.mqtt_url, flags.session_present)
+        log.info("connected to %s (session present: %s)", self.endpoint.describe(), flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(code.is_failure for code in reason_codes):
@@ -199,6 +200,7 @@ class Ingester:
                     lookup = DatabaseLookup(conn)
                     writer = BatchWriter(conn, self._rules(lookup))
                 assert writer is not None and lookup is not None
+                lookup.refresh()  # a registry change takes effect with the next batch (docs/ingest.md)
                 parsed = [parse_message(m.topic, m.payload, lookup) for m in pending]
                 try:
                     result = writer.write(parsed)
@@ -274,7 +276,7 @@ class Ingester:
 
     def start(self) -> None:
         """Connect (retrying in the background) and start writing."""
-        address = mqtt_address(self.config.mqtt_url)
+        address = self.endpoint
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.mqtt_session_expiry_s
         connect_properties.ReceiveMaximum = self.window
@@ -322,7 +324,7 @@ def run_ingester(config: Config) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     ingester.start()
-    log.info("ingesting %s from %s into %s%s", subscription_topic(config), config.mqtt_url,
+    log.info("ingesting %s from %s into %s%s", subscription_topic(config), ingester.endpoint.describe(),
              redact(config.database_url),
              f"; metrics on :{config.ingest_metrics_port}/metrics" if config.ingest_metrics_port else "")
     last_at, last = time.monotonic(), WriteResult()

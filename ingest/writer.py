@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, scalar_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
@@ -80,28 +81,64 @@ class WriteResult:
         self.rule_changes += other.rule_changes
 
 
-class DatabaseLookup(Lookup):
-    """Equipment and fault codes cached from the database; an unknown code triggers a (rate-limited) reload."""
+# What the ingester reads of the registry: the equipment it accepts messages for, and what the telemetry rules need of
+# each (rated speed for overspeed, floors for overtravel ...).
+_EQUIPMENT_SQL = ("SELECT id, code, type, rated_speed_mps, floors, rated_pressure_mpa FROM equipment"
+                  " WHERE status <> 'scrapped'")
 
-    def __init__(self, conn: psycopg.Connection, reload_interval_s: float = 5.0):
+
+def _equipment_info(row: dict[str, Any]) -> EquipmentInfo:
+    return EquipmentInfo(row["id"], row["type"], row["rated_speed_mps"], row["floors"], row["rated_pressure_mpa"])
+
+
+class DatabaseLookup(Lookup):
+    """Equipment and fault codes cached from the database, reloaded as soon as the registry changes.
+
+    The connection LISTENs on semon_registry, which every change to equipment or fault codes notifies
+    (migration 0019): `refresh()`, called before each batch, and a lookup that misses reload the cache when a
+    notification has come (a non-blocking read: no round trip to the server). An unknown code is also
+    looked up on its own before it is called unknown, since a notification may still be on its way when the first
+    message of a just-registered monitor arrives; those look-ups are bounded (`direct_checks_per_s`, and once per
+    code until the next reload) so that a flood of unknown codes cannot hammer the database. The periodic reload on
+    a miss (`reload_interval_s`) stays as the fallback (docs/ingest.md, "Registering takes effect at once").
+    """
+
+    def __init__(self, conn: psycopg.Connection, reload_interval_s: float = 5.0, direct_checks_per_s: float = 20.0):
         self._conn = conn
         self._reload_interval_s = reload_interval_s
+        self._direct_checks_per_s = direct_checks_per_s
         self._equipment: dict[str, Equipment] = {}
         self._faults: dict[str, FaultCode] = {}
         self._faults_by_number: dict[int, FaultCode] = {}
         self._loaded_at = float("-inf")
+        self._stale = False
+        self._checked: set[str] = set()  # codes looked up on their own and not found since the last reload
+        self._check_budget = direct_checks_per_s
+        self._budget_at = time.monotonic()
+        conn.execute("LISTEN semon_registry")
         self.reload()
+
+    def _registry_changed(self) -> bool:
+        # Notifications wait in the socket, or in psycopg's queue when a query read them; neither can be read in
+        # the middle of a transaction.
+        if self._conn.info.transaction_status == TransactionStatus.IDLE:
+            for _ in self._conn.notifies(timeout=0):
+                self._stale = True
+        return self._stale
+
+    def refresh(self) -> None:
+        """Reload the cache if the registry changed since it was read."""
+        if self._registry_changed():
+            self.reload()
 
     def reload(self) -> None:
         """Read the registry and the fault-code table again."""
+        self._stale = False
         with self._conn.cursor() as cur:
-            cur.execute("SELECT id, code, type, rated_speed_mps, floors, rated_pressure_mpa FROM equipment"
-                        " WHERE status <> 'scrapped'")
+            cur.execute(_EQUIPMENT_SQL)
             rows = cur.fetchall()
             self._equipment = {r["code"]: Equipment(r["id"], r["code"], r["type"]) for r in rows}
-            # What the telemetry rules need of the registry (rated speed for overspeed, floors for overtravel ...).
-            self._info = {r["id"]: EquipmentInfo(r["id"], r["type"], r["rated_speed_mps"], r["floors"],
-                                                 r["rated_pressure_mpa"]) for r in rows}
+            self._info = {r["id"]: _equipment_info(r) for r in rows}
             cur.execute("SELECT name, gbt_code, equipment_types, severity, description, name_zh FROM fault_codes")
             fault_rows = cur.fetchall()
             faults = [FaultCode(r["name"], r["gbt_code"], tuple(r["equipment_types"])) for r in fault_rows]
@@ -110,17 +147,46 @@ class DatabaseLookup(Lookup):
         self._conn.commit()
         self._faults = {f.name: f for f in faults}
         self._faults_by_number = {f.gbt_code: f for f in faults if f.gbt_code is not None}
+        self._checked.clear()
         self._loaded_at = time.monotonic()
 
     def _maybe_reload(self) -> None:
-        if time.monotonic() - self._loaded_at >= self._reload_interval_s:
+        if self._registry_changed() or time.monotonic() - self._loaded_at >= self._reload_interval_s:
             self.reload()
+
+    def _may_check(self, code: str) -> bool:
+        if code in self._checked:
+            return False
+        now = time.monotonic()
+        self._check_budget = min(self._direct_checks_per_s,
+                                 self._check_budget + (now - self._budget_at) * self._direct_checks_per_s)
+        self._budget_at = now
+        if self._check_budget < 1:
+            return False
+        self._check_budget -= 1
+        return True
+
+    def _check(self, code: str) -> Equipment | None:
+        with self._conn.cursor() as cur:
+            row = cur.execute(_EQUIPMENT_SQL + " AND code = %s", (code,)).fetchone()
+        self._conn.commit()
+        if self._registry_changed():  # the look-up brought the registry's notification with it: read everything
+            self.reload()
+            return self._equipment.get(code)
+        if row is None:
+            self._checked.add(code)
+            return None
+        found = self._equipment[code] = Equipment(row["id"], row["code"], row["type"])
+        self._info[row["id"]] = _equipment_info(row)
+        return found
 
     def equipment(self, code: str) -> Equipment | None:
         found = self._equipment.get(code)
         if found is None:
             self._maybe_reload()
             found = self._equipment.get(code)
+            if found is None and self._may_check(code):
+                found = self._check(code)
         return found
 
     def equipment_info(self, equipment_id: int) -> EquipmentInfo | None:
@@ -240,9 +306,10 @@ class BatchWriter:
             return cur.fetchall()
 
     def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
-        with self.conn.cursor() as cur, cur.copy("COPY dead_letter (topic, payload, reason) FROM STDIN") as copy:
+        copy_sql = "COPY dead_letter (topic, payload, reason, category) FROM STDIN"
+        with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
             for r in rejected:
-                copy.write_row((r.topic, r.payload, r.reason))
+                copy.write_row((r.topic, r.payload, r.reason, r.category))
 
     def _insert_rejected_fields(self, flagged: list[Telemetry]) -> list[bool]:
         # Through staging like telemetry, so that a redelivered message reports its fields once; returns the

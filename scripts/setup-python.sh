@@ -21,6 +21,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 step "installing semon and its dependencies into $VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$SEMON_ROOT_DIR[dev]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-"$VENV/bin/python" -c "import semon, paho.mqtt, psycopg, flask, apscheduler, sklearn, skops" \
+"$VENV/bin/python" -c "import semon, paho.mqtt, psycopg, flask, flask_login, flask_wtf, apscheduler, sklearn, skops" \
     || fail "installing the Python packages failed (see the pip output above)"
 touch "$stamp"

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import click
 
+from semon.check_monitor import check_monitor_cmd
 from semon.config import SETTINGS_BY_NAME, Config, ConfigError, load_config
 from semon.db import DatabaseUnavailable, create_database, database_name, redact
+from semon.dead_letters import dead_letters
+from semon.monitors_cli import monitors
+from semon.schemas import schemas
+from semon.users_cli import users
 
 
 def _setup_logging(config: Config) -> None:
@@ -55,7 +60,11 @@ def show_config(ctx: _Context, name: str | None) -> None:
         click.echo(ctx.config[name])
         return
     for key, value in ctx.config.items():
-        click.echo(f"{key}: {redact(value) if key == 'database_url' else value}")
+        if key in ("database_url", "mqtt_url"):
+            value = redact(value)
+        elif SETTINGS_BY_NAME[key].secret and value:
+            value = "***"
+        click.echo(f"{key}: {value}")
 
 
 @cli.command("create-database")
@@ -265,6 +274,13 @@ def demo(ctx: _Context) -> None:
     from semon.demo import run_demo
 
     run_demo(ctx.config, ctx.path)
+
+
+cli.add_command(dead_letters)  # semon/dead_letters.py
+cli.add_command(schemas)  # semon/schemas.py
+cli.add_command(check_monitor_cmd)  # semon/check_monitor.py
+cli.add_command(monitors)  # semon/monitors_cli.py
+cli.add_command(users)  # semon/users_cli.py
 
 
 def main() -> None:

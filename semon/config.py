@@ -118,17 +118,41 @@ class Setting:
     help: str
     parse: Callable[[str], Any]
 
+    @property
+    def secret(self) -> bool:
+        """Whether the value is a secret that `semon config` and the logs must not show."""
+        return self.name.endswith(("_password", "_secret_key"))
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "postgresql://semon:semon@127.0.0.1:55432/semon",
             "PostgreSQL/TimescaleDB connection URL", _parse_url(("postgresql", "postgres"))),
-    Setting("mqtt_url", "mqtt://127.0.0.1:11883", "MQTT broker URL", _parse_url(("mqtt",))),
+    Setting("mqtt_url", "mqtt://127.0.0.1:11883", "MQTT broker URL; mqtts:// connects over TLS (docs/monitors.md)",
+            _parse_url(("mqtt", "mqtts"))),
     Setting("mqtt_client_id", "semon-ingest",
             "fixed client id of the ingester, so its persistent session survives restarts", str),
     Setting("mqtt_shared_group", "",
             "shared-subscription group; empty subscribes to sem/v1/# directly", str),
     Setting("mqtt_session_expiry_s", 86400,
             "how long the broker keeps the ingester's session and queued messages", _parse_positive_int),
+    # MQTT accounts and TLS (semon/monitors.py, docs/monitors.md): each process connects with its own account.
+    Setting("mqtt_username", "", "the ingester's MQTT account; empty: the user in mqtt_url, if any", str),
+    Setting("mqtt_password", "", "its password (give it as SEMON_MQTT_PASSWORD rather than in this file)", str),
+    Setting("simulate_mqtt_username", "", "the MQTT account `semon simulate` publishes as; empty: the user in mqtt_url",
+            str),
+    Setting("simulate_mqtt_password", "", "its password (SEMON_SIMULATE_MQTT_PASSWORD)", str),
+    Setting("mqtt_tls_ca_file", "", "CA certificate semon's clients check an mqtts:// broker against; empty: the "
+            "system's CAs", str),
+    Setting("mqtt_tls_cert_file", "", "client certificate semon's clients present, for a broker that requires one",
+            str),
+    Setting("mqtt_tls_key_file", "", "private key of mqtt_tls_cert_file", str),
+    Setting("mosquitto_dir", "", "directory of the Mosquitto semon runs: semon writes its password file and ACL there "
+            "and reloads it through mosquitto.pid; empty: $SEMON_VAR/mosquitto", str),
+    Setting("mosquitto_tls_cert_file", "", "server certificate of that Mosquitto's listener when mqtt_url is mqtts://",
+            str),
+    Setting("mosquitto_tls_key_file", "", "private key of mosquitto_tls_cert_file", str),
+    Setting("mosquitto_tls_client_ca_file", "", "when set, that listener also requires client certificates signed by "
+            "this CA", str),
     Setting("ingest_batch_size", 2000, "most messages written in one transaction", _parse_positive_int),
     # 50 ms: p99 publish-to-commit 116 ms at 2,000 msg/s against 334 ms with 200 ms (bench/RESULTS.md); a
     # backlog fills batches without waiting, so draining does not slow down.
@@ -279,6 +303,17 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_non_negative_float),
     Setting("web_host", "127.0.0.1", "address the web UI listens on", str),
     Setting("web_port", 8000, "port the web UI listens on", _parse_port),
+    # Signing in to the web app (web/auth.py, docs/access.md).
+    Setting("web_secret_key", "", "key that signs the web sessions; empty: one is made once and kept in the database, "
+            "shared by every web worker", str),
+    Setting("web_secure_cookies", False, "always mark the session cookie Secure (behind a proxy that terminates "
+            "HTTPS); a request made over HTTPS gets it anyway", _parse_bool),
+    Setting("web_session_idle_minutes", 30, "a web session idle this many minutes ends", _parse_positive_int),
+    Setting("web_login_max_failures", 5, "failed logins for one username within web_login_window_minutes before "
+            "more are refused", _parse_positive_int),
+    Setting("web_login_max_failures_per_address", 20, "failed logins from one address within "
+            "web_login_window_minutes before more are refused", _parse_positive_int),
+    Setting("web_login_window_minutes", 15, "the window over which failed logins are counted", _parse_positive_int),
     Setting("log_level", "INFO", "logging level", _parse_choice(("DEBUG", "INFO", "WARNING", "ERROR"))),
     Setting("simulate_interval_s", 5.0, "seconds between telemetry messages of one simulated monitor",
             _parse_positive_float),
@@ -402,12 +437,15 @@ class MqttAddress:
     port: int
     username: str | None
     password: str | None
+    tls: bool = False
 
 
 def mqtt_address(url: str) -> MqttAddress:
-    """Host, port, user and password of an mqtt://[user[:password]@]host[:port] URL."""
+    """Host, port, user and password of an mqtt[s]://[user[:password]@]host[:port] URL (mqtts: over TLS)."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ConfigError(f"not an mqtt://host:port URL: {url}")
-    return MqttAddress(parts.hostname, parts.port or 1883, unquote(parts.username) if parts.username else None,
-                       unquote(parts.password) if parts.password else None)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"not an mqtt://host:port or mqtts://host:port URL: {url}")
+    tls = parts.scheme == "mqtts"
+    return MqttAddress(parts.hostname, parts.port or (8883 if tls else 1883),
+                       unquote(parts.username) if parts.username else None,
+                       unquote(parts.password) if parts.password else None, tls)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from semon import users
+from semon.audit import Actor
 from semon.config import Config
 from semon.db import connect, redact
 from semon.migrate import migrate
@@ -38,6 +41,35 @@ def _status(config: Config) -> str:
             f"stored in the last minute, {row['open_alerts']} open hazards, {row['dead_letters']} dead letters")
 
 
+def demo_users(config: Config) -> list[tuple[users.User, str]]:
+    """One user per role over the demo fleet (an inspector of its first district, a user of its first firm and of
+    the use unit of its first equipment), each with a new password: made on the first run, reset on the next."""
+    actor = Actor(None, "demo")
+    made = []
+    with connect(config.database_url, autocommit=True, time_zone=config.time_zone) as conn:
+        first = conn.execute("""SELECT d.name AS district, f.name AS firm, u.name AS use_unit
+                                  FROM equipment e JOIN districts d ON d.id = e.district_id
+                                  JOIN maintenance_firms f ON f.id = e.firm_id JOIN use_units u ON u.id = e.use_unit_id
+                                 ORDER BY e.code LIMIT 1""").fetchone()
+        specs = {"admin": {"role": users.ADMIN},
+                 "inspector": {"role": users.INSPECTOR, "districts": [first["district"]]},
+                 "firm": {"role": users.FIRM, "firm": first["firm"]},
+                 "unit": {"role": users.USE_UNIT, "use_unit": first["use_unit"]}}
+        for username, spec in specs.items():
+            password = secrets.token_urlsafe(9)
+            if users.get_user(conn, username=username) is None:
+                user = users.create_user(conn, actor, username, password=password, **spec)
+            else:
+                user = users.reset_password(conn, actor, username, password)
+            made.append((user, password))
+    return made
+
+
+def _logins(url: str, made: list[tuple[users.User, str]]) -> str:
+    lines = [f"  {user.username:<10} {password:<14} {user.role:<10} {user.parties}" for user, password in made]
+    return f"Sign in at {url}/login (one user per role; new passwords each run):\n" + "\n".join(lines)
+
+
 def run_demo(config: Config, config_path: str | None) -> None:
     """Migrate, import the demo fleet's registry, start every part as a child process, stop them on Ctrl-C."""
     from simulators.fleet import records_path
@@ -53,6 +85,8 @@ def run_demo(config: Config, config_path: str | None) -> None:
     print(f"demo fleet: {count} equipment; {import_registry_csv(config, registry, create_districts=True)}",
           flush=True)
     print(f"demo records: {import_records_csv(config, records_path(registry))}", flush=True)
+    made = demo_users(config)
+    accounts = _mqtt_accounts(config)
 
     # Ctrl-C and SIGTERM both mean "stop cleanly": the parts run in their own sessions and only we stop them.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -66,16 +100,18 @@ def run_demo(config: Config, config_path: str | None) -> None:
             args = base + [part] + (["--scenario", "demo"] if part == "simulate" else [])
             # Own sessions: Ctrl-C reaches only us, and we stop the parts in an order that loses nothing.
             children[part] = subprocess.Popen(args, stdout=logs[part], stderr=subprocess.STDOUT,
-                                              start_new_session=True)
+                                              start_new_session=True, env={**os.environ, **accounts.get(part, {})})
         url = f"http://{config.web_host}:{config.web_port}"
         print(f"""
 semon demo is running. Look at:
   equipment      {url}/
   hazards        {url}/hazards
   JSON API       {url}/api/equipment   {url}/api/hazards   {url}/healthz
+                 (with Authorization: Bearer <token>; make one at {url}/tokens or with `semon users token-create`)
   database       {redact(config.database_url)}
-  MQTT broker    {config.mqtt_url}   (topics sem/v1/#)
+  MQTT broker    {redact(config.mqtt_url)}   (topics sem/v1/#; a monitor's account: semon monitors provision CODE)
   logs           {var}/{{{','.join(PARTS)}}}.log
+{_logins(url, made)}
 Press Ctrl-C to stop.
 """, flush=True)
         next_status = time.monotonic() + 10
@@ -97,6 +133,22 @@ Press Ctrl-C to stop.
         _stop(children)
         for log in logs.values():
             log.close()
+
+
+def _mqtt_accounts(config: Config) -> dict[str, dict[str, str]]:
+    """Fresh passwords for the demo ingester's and simulator's accounts on the broker scripts/mosquitto.sh runs, as
+    each part's SEMON_* variables; none when the broker is the user's own (SEMON_MQTT_URL, docs/monitors.md)."""
+    from semon.monitors import broker_dir, change_accounts, set_service_account
+
+    if os.environ.get("SEMON_MQTT_URL") or not broker_dir(config).is_dir():
+        return {}
+    ingester = config.mqtt_username or "semon-ingest"
+    simulator = config.simulate_mqtt_username or "semon-simulator"
+    (ingest, simulate), _ = change_accounts(config, lambda conn: (set_service_account(conn, "ingester", ingester),
+                                                                 set_service_account(conn, "simulator", simulator)))
+    print(f"MQTT accounts: {ingester} for the ingester, {simulator} for the simulator", flush=True)
+    return {"ingest": {"SEMON_MQTT_USERNAME": ingester, "SEMON_MQTT_PASSWORD": ingest.password},
+            "simulate": {"SEMON_SIMULATE_MQTT_USERNAME": simulator, "SEMON_SIMULATE_MQTT_PASSWORD": simulate.password}}
 
 
 def _interrupt(signum, frame) -> None:

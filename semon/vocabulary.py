@@ -53,6 +53,15 @@ class TelemetryField:
     def sql_type(self) -> str:
         return {"float": "double precision", "int": "bigint", "bool": "boolean", "enum": "text"}[self.kind]
 
+    @property
+    def cumulative(self) -> bool:
+        """Whether the field is a counter since installation, which only grows (docs/mqtt.md)."""
+        return self.name in CUMULATIVE_FIELDS
+
+
+# The counters since installation; a reading below the one before is a reset or a fault (docs/rollup.md).
+CUMULATIVE_FIELDS = frozenset({"run_count", "door_cycles", "run_hours"})
+
 
 Bounds = tuple[float | None, float | None, str]  # (minimum, maximum, why no real equipment reads outside them)
 

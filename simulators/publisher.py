@@ -11,7 +11,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from semon import paho_properties
-from semon.config import mqtt_address
+from semon.tls import MqttEndpoint
 from simulators.simulation import Message
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,11 @@ MAX_QUEUED_MESSAGES = 100_000
 class Publisher:
     """Publishes at QoS 1 over one connection that paho keeps reconnecting; thread-safe."""
 
-    def __init__(self, url: str, client_id: str, on_connected: Callable[[], None] | None = None):
+    def __init__(self, endpoint: MqttEndpoint, client_id: str, on_connected: Callable[[], None] | None = None):
         # paho builds a Properties object for every PUBACK, even over MQTT 3.1.1: a fifth of the publishing
         # cost at 1,000 messages/s. The ingester's cheaper, tested drop-in does for acks what it does for it.
         paho_properties.install()
-        address = mqtt_address(url)
-        self.host, self.port, user, password = address.host, address.port, address.username, address.password
+        self.host, self.port, self.endpoint = endpoint.host, endpoint.port, endpoint
         self.on_connected = on_connected
         self.connected = threading.Event()
         self.ever_connected = False
@@ -41,8 +40,8 @@ class Publisher:
         self._early_acks: set[int] = set()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                              clean_session=True)
-        if user is not None:
-            client.username_pw_set(user, password)
+        # The simulator's own account (simulate_mqtt_username) and, for mqtts://, TLS: docs/monitors.md.
+        endpoint.configure(client)
         client.max_inflight_messages_set(200)
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -100,7 +99,7 @@ class Publisher:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("MQTT broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
+            log.warning("MQTT broker %s refused the connection: %s", self.endpoint.describe(), reason_code)
             return
         log.info("connected to MQTT broker %s:%s", self.host, self.port)
         self.ever_connected = True

@@ -26,7 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from semon.config import Config, ConfigError, mqtt_address
+from semon.config import Config, ConfigError
+from semon.tls import MqttEndpoint, endpoint
 from simulators.fleet import build_fleet, write_registry_csv
 from simulators.publisher import Publisher
 from simulators.scenario import load_scenario
@@ -195,7 +196,7 @@ def write_scenario_registry(scenario: str, seed: int, path: Path) -> int:
 class ShardSpec:
     """Everything a shard needs to run, picklable for a spawned process."""
 
-    mqtt_url: str
+    mqtt: MqttEndpoint
     scenario: str
     seed: int
     interval_s: float
@@ -254,19 +255,20 @@ def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: floa
         raise ConfigError("the reporting share must be between 0 and 1")
     if interval_s <= 0:
         raise ConfigError("the interval must be greater than 0")
-    mqtt_address(config.mqtt_url)  # a bad URL fails here, once, rather than in every shard
+    # Its own account (simulate_mqtt_username) and TLS; a bad URL or file fails here, once, not in every shard.
+    mqtt = endpoint(config, "simulator")
     fleet_size = len(load_scenario(scenario).equipment_codes())
     count = processes if processes is not None else default_processes(fleet_size, interval_s, mode)
     if not 1 <= count <= fleet_size:
         raise ConfigError(f"processes must be between 1 and the number of devices ({fleet_size})")
-    specs = [ShardSpec(config.mqtt_url, scenario, seed, interval_s, (k, count), mode, duration_s,
+    specs = [ShardSpec(mqtt, scenario, seed, interval_s, (k, count), mode, duration_s,
                        labels=labels_path is not None, malformed_share=malformed_share,
                        log_level=logging.getLogger().level, reporting_share=reporting_share) for k in range(count)]
     stop = stop_event or threading.Event()
     restore_signals = _stop_on_signals(stop)
     log.info("simulating %d monitors of scenario %s (seed %d), one message each per %.3g s, %s, in %d %s, on %s",
              fleet_size, scenario, seed, interval_s, mode.name, count, "process" if count == 1 else "processes",
-             config.mqtt_url)
+             mqtt.describe())
     try:
         supervisor = _Supervisor(specs, stop, fleet_size / interval_s, report_every_s)
         stats, shard_labels = supervisor.run()
@@ -556,7 +558,7 @@ class _ShardRunner:
         # Telemetry items per wall second, for turning seconds behind into messages behind.
         self.items_per_s = len(simulation.devices) / spec.interval_s * spec.mode.speed
         client_id = f"semon-sim-{os.getpid()}-{spec.shard[0]}-{secrets.token_hex(3)}"
-        self.publisher = Publisher(spec.mqtt_url, client_id, on_connected=self._announce_online)
+        self.publisher = Publisher(spec.mqtt, client_id, on_connected=self._announce_online)
 
     def _announce_online(self) -> None:
         # On every (re)connection: the broker may have lost retained messages, and nothing else says online.

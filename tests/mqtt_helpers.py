@@ -1,24 +1,40 @@
-"""Test-side MQTT clients: a publisher that waits for the broker's acknowledgements, and a subscriber."""
+"""Test-side MQTT clients: a publisher that waits for the broker's acknowledgements, and a subscriber; and the
+accounts of the tests' brokers."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from semon.config import mqtt_address
+from semon.tls import endpoint_from_url
+
+# The service accounts every broker of the tests has (tests/conftest.py), one password each per test session: the
+# simulator's publishes as any monitor (the tests' publishers use it: it is in the brokers' URL), the ingester's
+# reads everything (the tests' subscribers use it too).
+INGESTER = ("semon-ingest", secrets.token_urlsafe(24))
+SIMULATOR = ("semon-simulator", secrets.token_urlsafe(24))
+
+
+def _connect(client: mqtt.Client, url: str, username: str | None, password: str | None, ca_file: str | None,
+             **options: Any) -> None:
+    """Connect with the URL's account, or the one given, over TLS for mqtts:// (trusting ca_file)."""
+    endpoint = endpoint_from_url(url, username=username or "", password=password or "", ca_file=ca_file or "")
+    endpoint.configure(client)
+    client.connect(endpoint.host, endpoint.port, **options)
 
 
 class Publisher:
     """Publishes at QoS 1 and waits until the broker has acknowledged each message."""
 
-    def __init__(self, url: str, client_id: str = ""):
+    def __init__(self, url: str, client_id: str = "", *, username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        address = mqtt_address(url)
-        self.client.connect(address.host, address.port)
+        _connect(self.client, url, username, password, ca_file)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: Any, qos: int = 1, retain: bool = False) -> None:
@@ -42,10 +58,9 @@ class StreamPublisher:
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
-        address = mqtt_address(url)
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 600
-        self.client.connect(address.host, address.port, clean_start=False, properties=properties)
+        _connect(self.client, url, None, None, None, clean_start=False, properties=properties)
         self.mids: list[int] = []
         self.acknowledged: set[int] = set()
         # on_publish, not MQTTMessageInfo.is_published(): a message published while the broker is away
@@ -73,15 +88,15 @@ class StreamPublisher:
 
 
 class Subscriber:
-    """Collects every message on sem/v1/# with its retain flag and arrival time."""
+    """Collects every message on sem/v1/# with its retain flag and arrival time; as the ingester's account, which
+    may read them, unless told otherwise."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, username: str = INGESTER[0], password: str = INGESTER[1]):
         self.messages: list[tuple[str, bytes, bool, float]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
-        address = mqtt_address(url)
-        self.client.connect(address.host, address.port)
+        _connect(self.client, url, username, password, None)
         self.client.subscribe("sem/v1/#", qos=1)
         self.client.loop_start()
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Broker, free_port, wait_until
+from tests.conftest import Broker, api_token, free_port, wait_until
 
 
-def get_json(url: str):
+def get_json(url: str, token: str | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as response:
             return json.load(response)
     except OSError:
         return None
@@ -42,7 +43,9 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
                             stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        listing = wait_until(lambda: (get_json(f"{base}/api/equipment?limit=1000") or {}).get("items"),
+        # The API needs a user's token (docs/access.md); the demo makes its users first.
+        token = wait_until(lambda: api_token(db, "admin"), timeout=60, message="the demo's users")
+        listing = wait_until(lambda: (get_json(f"{base}/api/equipment?limit=1000", token) or {}).get("items"),
                              timeout=60, message="the equipment list")
         assert len(listing) >= 55
         assert {item["type"] for item in listing} >= {"elevator", "boiler"}
@@ -51,18 +54,19 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
                    timeout=60, message="telemetry stored from the simulated elevators")
         # The hazards list is most severe first and paged: ask for all of it.
         wait_until(lambda: any(h["kind"] == "overdue:periodic_inspection"
-                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
+                               for h in (get_json(f"{base}/api/hazards?limit=1000", token) or {}).get("items", [])),
                    timeout=60, message="an overdue periodic inspection among the open hazards")
         wait_until(lambda: any(h["source"] == "device"
-                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
+                               for h in (get_json(f"{base}/api/hazards?limit=1000", token) or {}).get("items", [])),
                    timeout=90, message="a device-reported fault as an open hazard")
         # Faults the rules derive from telemetry (retrofit monitors send no events) are marked as such.
         wait_until(lambda: any("rule" in h["sources"]
-                               for h in (get_json(f"{base}/api/hazards?limit=1000") or {}).get("items", [])),
+                               for h in (get_json(f"{base}/api/hazards?limit=1000", token) or {}).get("items", [])),
                    timeout=120, message="a fault derived from telemetry among the hazards")
     finally:
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, output
     assert "semon demo is running" in output
+    assert all(f"  {name} " in output for name in ("admin", "inspector", "firm", "unit")), output
     assert get_json(f"{base}/healthz") is None, "the web UI still answers after Ctrl-C"

@@ -1,7 +1,8 @@
 """No bad input ends in a server error: every route of the app (read from Flask's url_map) is walked with hostile
 values in each query parameter it declares and in each path segment, and must answer below 500 — in the API's JSON
 error shape under /api/. The real HTTP server answers what it refuses itself (a request line over 64 KiB) in that
-shape too. docs/api.md documents every route and every declared parameter."""
+shape too. docs/api.md documents every route and every declared parameter. The walk is an administrator's, who may
+use every route; tests/test_access.py walks them as nobody and as another firm's user."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +21,7 @@ import pytest
 from flask import Flask
 from werkzeug.routing import Rule
 
-from tests.conftest import REPO, register_equipment
+from tests.conftest import ADMIN_USERNAME, REPO, anonymous, register_equipment, sign_in
 from web import server
 from web.params import declared
 
@@ -34,7 +36,8 @@ HOSTILE = (
 # Written into the URL as they are: escapes that are not percent-encoded UTF-8.
 RAW = ("%ZZ", "%C3%28", "%", "%E4%B8", "%FF", "a%2")
 # A valid value for each path segment, so that the other segments reach the view.
-VALID_SEGMENT = {"code": "EL-1", "kind": "firms", "name": "Beta Lift / North", "filename": "style.css"}
+VALID_SEGMENT = {"code": "EL-1", "kind": "firms", "name": "Beta Lift / North", "filename": "style.css",
+                 "username": ADMIN_USERNAME, "token_id": "1"}
 _SEGMENT = re.compile(r"<(?:[^<>:]+:)?([a-z_]+)>")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 
@@ -76,7 +79,8 @@ def assert_answered(response: Any, method: str, url: str) -> None:
 
 
 def request(app: Flask, method: str, url: str) -> Any:
-    client = app.test_client()
+    # One signed-in client per app: signing in costs a database round trip.
+    client = app.extensions.get("walk_client") or app.extensions.setdefault("walk_client", app.test_client())
     if method in WRITE_METHODS:
         # The body carries a hostile value too; the registry validates it field by field.
         return client.open(url, method=method, json={"name": "中\x00文", "code": "EL-9\x00", "floors": 10**30})
@@ -109,22 +113,30 @@ def test_a_parameter_no_route_declares_is_refused_on_every_route(app, fleet):
 
 # --- the HTTP server ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Live:
+    port: int
+    token: str
+
+
 @pytest.fixture
-def live(app: Flask) -> Iterator[int]:
-    """The app behind the HTTP server semon serves it with; yields the port."""
+def live(app: Flask) -> Iterator[Live]:
+    """The app behind the HTTP server semon serves it with; yields its port and an administrator's token."""
     http_server = server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=http_server.serve_forever, daemon=True)
     thread.start()
-    yield http_server.port
+    # Requests over the wire carry an administrator's API token, as a script would.
+    yield Live(http_server.port, sign_in(anonymous(app), ADMIN_USERNAME))
     http_server.shutdown()
     thread.join(timeout=10)
 
 
-def fetch(port: int, target: str) -> tuple[int, str, Any]:
+def fetch(live: Live, target: str) -> tuple[int, str, Any]:
     """(status, content type, body: parsed if JSON) of a GET of `target` as it is written (not re-encoded)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
     try:
         conn.putrequest("GET", target, skip_accept_encoding=True)
+        conn.putheader("Authorization", f"Bearer {live.token}")
         conn.endheaders()
         response = conn.getresponse()
         content_type = response.getheader("Content-Type") or ""

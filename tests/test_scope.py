@@ -1,14 +1,16 @@
-"""Scope (semon/scope.py, docs/web.md): narrowed to a district or to a firm, every page and API answer shows only
-the equipment inside, as if the rest did not exist; an equipment outside is a 404.
+"""Scope (semon/scope.py, docs/web.md, docs/access.md): signed in as a district's inspector, a firm's user or a use
+unit's, every page and API answer shows only the equipment the user may see, as if the rest did not exist; an
+equipment outside is a 404.
 
-The check is generic: each answer of the narrowed app over the whole fleet must equal the answer of an app that
-sees everything over a database from which the equipment outside the scope (with its records, alerts, state,
-daily figures and the registry entries only it refers to) has been deleted. Every GET route of the app must be
-exercised here or be listed as returning no equipment."""
+The check is generic: each answer to the user over the whole fleet must equal the answer to an administrator over a
+database from which the equipment outside the scope (with its records, alerts, state, daily figures and the registry
+entries only it refers to) has been deleted; a route the user's role may not use is a 403. Every GET route of the
+app must be exercised here or be listed as returning no equipment."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,13 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from models.compliance import rules_from_config, sync_rules
 from models.figures import record_daily_figures
 from semon.clock import today
 from semon.scope import Scope, equipment_condition
-from tests.conftest import register_equipment
-from web.access import SCOPE_CONFIG
+from tests.conftest import add_user, register_equipment, signed_in
+from web.access import SCOPE_CONFIG, action_of, may
 
 D1, D2 = "朝阳区", "海淀区"
 FIRM_A, FIRM_B = "Firm A", "Firm B"
@@ -41,20 +44,23 @@ USE_UNITS = {code: f"Owners of {code}" for code in FLEET}
 @dataclass(frozen=True)
 class Case:
     name: str
-    scope: Callable[[dict[str, int]], Scope]   # from the ids of districts and firms by name
+    user: dict[str, Any]   # the user signed in: add_user's role and parties
     visible: frozenset[str]
     # compliance_daily rows outside the scope, as SQL over h, written here rather than by semon.scope
     daily_outside: str
+    # app.config[SCOPE_CONFIG] on top of the user's scope, from the ids of districts and firms by name
+    narrower: Callable[[dict[str, int]], Scope] | None = None
 
 
 CASES = [
-    Case("district", lambda ids: Scope.of(districts=[ids[D1]]), frozenset({"EL-101", "EL-102", "BL-103"}),
+    Case("district inspector", {"role": "inspector", "districts": (D1,)}, frozenset({"EL-101", "EL-102", "BL-103"}),
          f"h.district_id <> (SELECT id FROM districts WHERE name = '{D1}')"),
-    Case("firm", lambda ids: Scope.of(firms=[ids[FIRM_A]]), frozenset({"EL-101", "EL-201"}),
+    Case("firm", {"role": "firm", "firm": FIRM_A}, frozenset({"EL-101", "EL-201"}),
          f"h.firm_id IS DISTINCT FROM (SELECT id FROM maintenance_firms WHERE name = '{FIRM_A}')"),
-    Case("district and firm", lambda ids: Scope.of(districts=[ids[D2]], firms=[ids[FIRM_A], ids[FIRM_B]]),
-         frozenset({"EL-201", "ES-202"}), f"h.district_id <> (SELECT id FROM districts WHERE name = '{D2}')"
-         " OR h.firm_id IS NULL"),
+    Case("use unit", {"role": "use_unit", "use_unit": USE_UNITS["EL-102"]}, frozenset({"EL-102"}), "true"),
+    Case("district and firm", {"role": "inspector", "all_districts": True}, frozenset({"EL-201", "ES-202"}),
+         f"h.district_id <> (SELECT id FROM districts WHERE name = '{D2}') OR h.firm_id IS NULL",
+         lambda ids: Scope.of(districts=[ids[D2]], firms=[ids[FIRM_A], ids[FIRM_B]])),
 ]
 
 # Every GET route: the URLs that exercise it (with the fleet's codes and names, inside and outside any scope).
@@ -102,7 +108,10 @@ URLS: dict[str, list[str]] = {
                                    + [f"/api/registry/use-units/{u}" for u in USE_UNITS.values()],
 }
 # GET routes that return no equipment, alert or figure.
-NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>", "/api/fault-codes"}
+NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>", "/api/fault-codes", "/schemas/", "/schemas/<filename>",
+                 "/login", "/tokens"}
+# GET routes only administrators, who see everything, may use: not narrowed (the audit log's rows are registry rows).
+ADMINS_ONLY = {"/users", "/audit", "/api/audit.csv"}
 
 
 def build_fleet(db: psycopg.Connection) -> dict[str, int]:
@@ -151,10 +160,12 @@ def keep_only(db: psycopg.Connection, visible: frozenset[str], daily_outside: st
         db.execute(f"DELETE FROM {table} t WHERE NOT EXISTS (SELECT FROM equipment e WHERE e.{column} = t.id)")
 
 
-def answer(app: Flask, url: str) -> tuple[int, str, Any]:
+def answer(client: FlaskClient, url: str) -> tuple[int, str, Any]:
     """(status, mimetype, body) of a GET, the body parsed from JSON, with the moment of the answer left out."""
-    response = app.test_client().get(url)
+    response = client.get(url)
     body: Any = response.get_data(as_text=True)
+    # The site header names who is signed in, and what the role may use: not part of the answer compared.
+    body = re.sub(r'<header class="site">.*?</header>', "", body, flags=re.DOTALL)
     if response.mimetype == "application/json":
         body = json.loads(body)
         if isinstance(body, dict):
@@ -162,32 +173,47 @@ def answer(app: Flask, url: str) -> tuple[int, str, Any]:
     return response.status_code, response.mimetype, body
 
 
-def every_answer(app: Flask) -> dict[str, tuple[int, str, Any]]:
-    return {url: answer(app, url) for urls in URLS.values() for url in urls}
+def every_answer(client: FlaskClient) -> dict[str, tuple[int, str, Any]]:
+    return {url: answer(client, url) for urls in URLS.values() for url in urls}
 
 
-def item_codes(app: Flask, url: str) -> set[str]:
-    status, _, body = answer(app, url)
+def permitted(app: Flask, role: str, url: str) -> bool:
+    """Whether `role` may GET `url` (web/access.py)."""
+    endpoint, _ = app.url_map.bind("localhost").match(url.partition("?")[0])
+    return may(role, action_of(endpoint, "GET"))
+
+
+def item_codes(client: FlaskClient, url: str) -> set[str]:
+    status, _, body = answer(client, url)
     assert status == 200, body
     return {i.get("code") or i.get("equipment_code") for i in body["items"]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db, case):
+def test_a_user_is_answered_as_if_only_the_equipment_it_may_see_existed(app, db, case):
     ids = build_fleet(db)
-    everything = every_answer(app)
-    app.config[SCOPE_CONFIG] = case.scope(ids)
-    narrowed = every_answer(app)
+    admin = app.test_client()
+    everything = every_answer(admin)
+    add_user(db, "someone", **case.user)
+    if case.narrower is not None:
+        app.config[SCOPE_CONFIG] = case.narrower(ids)
+    user = signed_in(app, "someone")
+    narrowed = every_answer(user)
     hidden = set(FLEET) - case.visible
+    role = case.user["role"]
+
+    def may_read(url: str) -> bool:
+        return permitted(app, role, url)
 
     # Plain checks first, so that a failure reads simply.
-    assert item_codes(app, "/api/equipment") == case.visible
-    assert item_codes(app, "/api/registry/equipment") == case.visible
-    assert item_codes(app, "/api/hazards") == case.visible
-    assert {line.split(",")[0] for line in answer(app, "/api/equipment.csv")[2].splitlines()[1:]} == case.visible
-    assert {r["code"] for r in answer(app, "/api/compliance/due")[2]["items"]} == case.visible
-    assert item_codes(app, "/api/risk") == case.visible
-    assert {line.split(",")[1] for line in answer(app, "/api/risk.csv")[2].splitlines()[1:]} == case.visible
+    assert item_codes(user, "/api/equipment") == case.visible
+    assert item_codes(user, "/api/registry/equipment") == case.visible
+    assert item_codes(user, "/api/hazards") == case.visible
+    assert {line.split(",")[0] for line in answer(user, "/api/equipment.csv")[2].splitlines()[1:]} == case.visible
+    if may_read("/api/risk"):
+        assert {r["code"] for r in answer(user, "/api/compliance/due")[2]["items"]} == case.visible
+        assert item_codes(user, "/api/risk") == case.visible
+        assert {line.split(",")[1] for line in answer(user, "/api/risk.csv")[2].splitlines()[1:]} == case.visible
     for code in FLEET:
         want = 200 if code in case.visible else 404
         for url in (f"/equipment/{code}", f"/api/equipment/{code}", f"/api/registry/equipment/{code}"):
@@ -196,28 +222,35 @@ def test_a_narrowed_app_answers_as_if_only_the_equipment_inside_existed(app, db,
         if status != 404:  # a 404 names the code asked for
             text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
             assert not [code for code in hidden if code in text], url
+        if not may_read(url):
+            assert status == 403, url
     # Not vacuous: the scope hides something from each kind of answer.
     for url in ("/equipment", "/hazards", "/compliance", "/api/compliance/overdue-rate?group=overall",
                 "/api/compliance/overdue-rate/history?group=overall", "/api/compliance/coverage?group=overall",
                 "/api/compliance/old-elevators", "/api/compliance/due/summary", "/api/registry/use-units",
                 "/risk"):
-        assert narrowed[url] != everything[url], url
+        if may_read(url):
+            assert narrowed[url] != everything[url], url
 
     # Then everything: the same answers as a database holding only the equipment inside.
-    app.config.pop(SCOPE_CONFIG)
+    app.config.pop(SCOPE_CONFIG, None)
     keep_only(db, case.visible, case.daily_outside)
-    assert item_codes(app, "/api/equipment") == case.visible
-    expected = every_answer(app)
+    assert item_codes(admin, "/api/equipment") == case.visible
+    expected = every_answer(admin)
     for url in expected:
-        assert narrowed[url] == expected[url], url
+        if may_read(url):
+            assert narrowed[url] == expected[url], url
 
 
 def test_every_get_route_is_checked_for_scope(app):
     """A new route that returns equipment must be added to URLS (and so narrowed), or to NOT_EQUIPMENT."""
     routes = {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())}
 
-    assert routes - set(URLS) - NOT_EQUIPMENT == set(), "GET routes not checked for scope: add them to URLS"
-    assert set(URLS) | NOT_EQUIPMENT <= routes, "URLS names routes the app no longer has"
+    unchecked = routes - set(URLS) - NOT_EQUIPMENT - ADMINS_ONLY
+    assert unchecked == set(), "GET routes not checked for scope: add them to URLS"
+    assert set(URLS) | NOT_EQUIPMENT | ADMINS_ONLY <= routes, "URLS names routes the app no longer has"
+    for url in ADMINS_ONLY:
+        assert [role for role in ("inspector", "firm", "use_unit") if permitted(app, role, url)] == [], url
 
 
 def test_everything_adds_nothing_to_the_sql():
@@ -236,3 +269,15 @@ def test_a_scope_that_is_not_a_scope_is_refused_rather_than_widened(app, db):
     app.config[SCOPE_CONFIG] = {"district_ids": [1]}
 
     assert app.test_client().get("/api/equipment").status_code == 500
+
+
+def test_the_condition_narrows_on_use_units_when_the_scope_names_them():
+    sql, values = equipment_condition(Scope.of(firms=[5], use_units=[9, 3]), "e", prefix="")
+    assert sql == "(e.firm_id = ANY(%(scope_firm_ids)s) AND e.use_unit_id = ANY(%(scope_use_unit_ids)s))"
+    assert values == {"scope_firm_ids": [5], "scope_use_unit_ids": [3, 9]}
+
+
+def test_two_scopes_together_let_through_only_what_both_do():
+    assert Scope.everything() & Scope.of(firms=[1, 2]) == Scope.of(firms=[1, 2])
+    assert Scope.of(districts=[1, 2]) & Scope.of(districts=[2, 3], firms=[7]) == Scope.of(districts=[2], firms=[7])
+    assert Scope.nothing() & Scope.everything() == Scope.of(districts=[])

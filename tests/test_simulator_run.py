@@ -17,7 +17,7 @@ import pytest
 from simulators.run import SimulationStats, TimeMode, default_processes, parse_history, run_simulation
 from simulators.scenario import load_scenario
 from tests.conftest import wait_until
-from tests.mqtt_helpers import Subscriber
+from tests.mqtt_helpers import SIMULATOR, Subscriber
 
 SCENARIO = """
 name: run-{code}
@@ -62,6 +62,7 @@ def run(broker, base_config, tmp_path):
     yield start
     live.close()
     cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cleaner.username_pw_set(*SIMULATOR)
     cleaner.connect("127.0.0.1", broker.port)
     cleaner.loop_start()
     for scenario in scenarios:
@@ -179,6 +180,7 @@ def test_a_stop_ends_every_process_cleanly_with_offline_statuses(broker, base_co
         stop.set()
         live.close()
         cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        cleaner.username_pw_set(*SIMULATOR)
         cleaner.connect("127.0.0.1", broker.port)
         cleaner.loop_start()
         for code, kind in codes.items():

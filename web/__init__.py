@@ -1,5 +1,6 @@
-"""Flask web UI and JSON API: equipment register, hazards, compliance, risk ranking, registry, fault codes, health;
-built by create_app(config) (docs/web.md, docs/api.md)."""
+"""Flask web UI and JSON API: equipment register, hazards, compliance, risk ranking, registry, fault codes, health,
+signing in, users, API tokens and the audit log; built by create_app(config) (docs/web.md, docs/api.md,
+docs/access.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from semon.config import Config
 from web import (
+    audit,
+    auth,
     compliance,
     db,
     equipment,
@@ -24,6 +27,9 @@ from web import (
     params,
     registry,
     risk,
+    schemas,
+    tokens,
+    users,
 )
 
 
@@ -35,7 +41,8 @@ def create_app(config: Config) -> Flask:
     db.init_app(app, config.database_url, config.time_zone)
     formatting.register(app)
     errors.register(app)
-    params.register(app)
+    params.register(app)  # first: a malformed request is refused the same, whoever makes it
+    auth.register(app)
     app.register_blueprint(equipment.bp)
     app.register_blueprint(hazards.bp)
     app.register_blueprint(health.bp)
@@ -43,6 +50,10 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(compliance.bp)
     app.register_blueprint(faultcodes.bp)
     app.register_blueprint(risk.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(tokens.bp)
+    app.register_blueprint(audit.bp)
+    app.register_blueprint(schemas.bp)  # the vendors' payload schemas, open without signing in
     return app
 
 

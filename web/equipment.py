@@ -38,10 +38,11 @@ DETAIL_FIELDS = LIST_FIELDS + ("use_unit", "install_date", "rated_speed_mps", "r
 
 # One row per equipment with its derived states; the inspection fields are added from the compliance rules
 # (_add_inspection). Online or not is models/presence.py's rule; stale is a state, so offline_since is given,
-# not values. district_id and firm_id are what a scope narrows on.
+# not values. district_id, firm_id and use_unit_id are what a scope narrows on.
 _EQUIPMENT_SQL = f"""
 SELECT * FROM (
-    SELECT e.id, e.code, e.type, e.district_id, e.firm_id, d.name AS district, e.address, f.name AS firm,
+    SELECT e.id, e.code, e.type, e.district_id, e.firm_id, e.use_unit_id, d.name AS district, e.address,
+           f.name AS firm,
            e.status AS equipment_status, e.use_unit, e.install_date, e.rated_speed_mps, e.rated_load_kg,
            e.floors, e.rated_pressure_mpa, e.rated_capacity_tph,
            f.phone AS firm_phone, f.email AS firm_email,

@@ -18,10 +18,11 @@ ITEM_FIELDS = ("id", "equipment_code", "equipment_type", "district", "address", 
                "acknowledged_at", "resolved_at", "message")
 
 # The alert's own firm is the one it was routed to when raised; the equipment's current firm stands in
-# for alerts raised before the equipment had one. A scope narrows on the equipment (district_id, firm_id).
+# for alerts raised before the equipment had one. A scope narrows on the equipment (district_id, firm_id,
+# use_unit_id).
 _HAZARDS_SQL = """
 SELECT * FROM (
-    SELECT a.id, e.code AS equipment_code, e.type AS equipment_type, e.district_id, e.firm_id,
+    SELECT a.id, e.code AS equipment_code, e.type AS equipment_type, e.district_id, e.firm_id, e.use_unit_id,
            d.name AS district, e.address, COALESCE(af.name, ef.name) AS firm, a.kind,
            fc.description AS kind_description, fc.name_zh AS kind_name_zh, a.source, a.sources, a.severity,
            a.state, a.count, a.first_seen,

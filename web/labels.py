@@ -16,6 +16,7 @@ from models.presence import ALERT_KIND as OFFLINE_ALERT
 from models.risk import LEVELS as RISK_LEVELS
 from models.risk import OVERDUE_FACTOR, WEAR_PREFIX, WINDOW_DAYS
 from models.wear.features import COMPONENTS as WEAR_COMPONENTS
+from semon.users import ROLES
 from semon.vocabulary import (
     ALERT_SOURCES,
     ALERT_STATES,
@@ -123,6 +124,14 @@ RISK_LEVEL_LABELS = {
     "low": "Low risk (低风险)",
 }
 
+# The web app's roles (docs/access.md).
+ROLE_LABELS = {
+    "admin": "管理员 Administrator",
+    "inspector": "监察员 Inspector",
+    "firm": "维保单位 Maintenance firm",
+    "use_unit": "使用单位 Use unit",
+}
+
 # Vocabulary name (the template filter's argument) -> (labels, the values that must each have one).
 VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "type": (TYPE_LABELS, EQUIPMENT_TYPES),
@@ -138,6 +147,7 @@ VOCABULARIES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "equipment_status": (EQUIPMENT_STATUS_LABELS, EQUIPMENT_STATUSES),
     "inspection_result": (INSPECTION_RESULT_LABELS, INSPECTION_RESULTS),
     "risk_level": (RISK_LEVEL_LABELS, RISK_LEVELS),
+    "role": (ROLE_LABELS, ROLES),
 }
 _missing = [f"{name}: {value}" for name, (labels, values) in VOCABULARIES.items() for value in values
             if value not in labels]

@@ -1,6 +1,6 @@
 """The registry's JSON API: list (with filters), one item, create and update for equipment, maintenance firms,
 districts and use units (docs/registry-csv.md has the fields). Reads show what the request's scope lets through
-(docs/web.md); writes need no authentication yet."""
+(docs/web.md); writes are an administrator's (web/access.py) and each is in the audit log (docs/access.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psycopg
 from flask import Blueprint, Response, abort, jsonify, request, url_for
 
 from semon import clock
+from semon.audit import record
 from semon.registry.fields import (
     ALL_SUBTYPES,
     ENTITIES,
@@ -25,7 +26,7 @@ from semon.registry.fields import (
 from semon.registry.upsert import update
 from semon.scope import Scope, equipment_condition, related_condition
 from semon.vocabulary import EQUIPMENT_STATUSES, EQUIPMENT_TYPES
-from web.access import current_scope
+from web.access import actor, current_scope
 from web.db import connection, fetch_one
 from web.jsonapi import API_PREFIX
 from web.listing import Filter, Listing, by_equipment, by_related, search
@@ -183,6 +184,7 @@ def equipment_create() -> tuple[Response, int, dict[str, str]]:
             names = list(columns)
             conn.execute(f"INSERT INTO equipment ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
                          [columns[n] for n in names])
+            record(conn, actor(), "registry.create", f"equipment {values['code']}", None, _equipment(values["code"]))
     except psycopg.errors.UniqueViolation:
         abort(409, description=f"equipment {values['code']!r} already exists")
     return _created(_equipment(values["code"]) or {}, "registry.equipment_item", code=values["code"])
@@ -204,6 +206,7 @@ def equipment_update(code: str) -> Response:
     conn = connection()
     with conn.transaction():
         update(conn, "equipment", "code", equipment_columns(values, _references(values)), stamp=True)
+        record(conn, actor(), "registry.update", f"equipment {code}", current, _equipment(code))
     return jsonify(_equipment(code))
 
 
@@ -292,6 +295,8 @@ def entity_create(kind: str) -> tuple[Response, int, dict[str, str]]:
         with conn.transaction():
             conn.execute(f"INSERT INTO {entity.table} ({', '.join(columns)}) "
                          f"VALUES ({', '.join(f'%({c})s' for c in columns)})", columns)
+            record(conn, actor(), "registry.create", f"{kind} {values['name']}", None,
+                   _entity_row(entity, values["name"]))
     except psycopg.errors.UniqueViolation:
         abort(409, description=f"{kind} entry {values['name']!r} already exists; PUT or PATCH it instead")
     return _created(_entity_row(entity, values["name"]) or {}, "registry.entity_item", kind=kind,
@@ -310,4 +315,5 @@ def entity_update(kind: str, name: str) -> Response:
     conn = connection()
     with conn.transaction():
         update(conn, entity.table, entity.key, entity_columns(entity, values))
+        record(conn, actor(), "registry.update", f"{kind} {name}", current, _entity_row(entity, name))
     return jsonify(_entity_row(entity, name))
