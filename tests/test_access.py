@@ -1,5 +1,6 @@
 """Nobody, and no firm, sees or changes another firm's equipment (docs/access.md): every route of the app, read from
-Flask's url_map so that a new route cannot be forgotten, is walked as a user of another firm — with the first firm's
+Flask's url_map so that a new route cannot be forgotten, is walked as a user of another party in each role but the
+administrator's (another firm's user, an inspector of another district, another use unit's user) — with the first firm's
 codes and names in every path segment and every declared parameter, reads with its session and API token, writes
 with the forms' CSRF token — and as nobody. Nothing of the first firm shows in any page, API answer, CSV or figure,
 and nothing of the registry, users or tokens changes."""
@@ -40,7 +41,7 @@ WATCHED = {
     "use_units": "SELECT * FROM use_units ORDER BY id",
     "alerts": "SELECT * FROM alerts ORDER BY id",
     "users": "SELECT id, username, role, password_hash, disabled, session_generation FROM users"
-             " WHERE username <> 'beta-user' ORDER BY id",
+             " WHERE username <> %(walker)s ORDER BY id",
     "alpha_tokens": "SELECT t.* FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.username = 'alpha-user'",
 }
 
@@ -118,17 +119,30 @@ def api_body(url: str) -> dict[str, Any]:
     return {"name": "Intruder Co"}
 
 
-def snapshot(db: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
-    return {name: db.execute(query).fetchall() for name, query in WATCHED.items()}
+def snapshot(db: psycopg.Connection, walker: str = BETA["user"]) -> dict[str, list[dict[str, Any]]]:
+    """The watched tables, but for the walking user's own row (signing out everywhere changes it)."""
+    return {name: db.execute(query, {"walker": walker}).fetchall() for name, query in WATCHED.items()}
 
 
 def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
-def test_another_firms_user_sees_and_changes_nothing_of_the_first_firm_on_any_route(app, db, two_firms):
-    before = snapshot(db)
-    reader = signed_in(app, BETA["user"])
+# Every role but the administrator's, each given the second party only: its firm, its district, its use unit.
+OTHER_PARTY_USERS = {
+    "firm": BETA["user"],
+    "inspector": "beta-inspector",
+    "use_unit": "beta-unit",
+}
+
+
+@pytest.mark.parametrize("role", sorted(OTHER_PARTY_USERS))
+def test_a_user_of_another_party_sees_and_changes_nothing_of_the_first_firm_on_any_route(app, db, two_firms, role):
+    add_user(db, "beta-inspector", "inspector", districts=(BETA["district"],))
+    add_user(db, "beta-unit", "use_unit", use_unit=BETA["use_unit"])
+    username = OTHER_PARTY_USERS[role]
+    before = snapshot(db, username)
+    reader = signed_in(app, username)
     walked = 0
     writes: list[tuple[str, str]] = []
     for rule in app.url_map.iter_rules():
@@ -143,7 +157,7 @@ def test_another_firms_user_sees_and_changes_nothing_of_the_first_firm_on_any_ro
                 walked += 1
     # Writes last, each with a client of its own: signing out (everywhere) is among them.
     for method, url in writes:
-        writer = signed_in(app, BETA["user"])
+        writer = signed_in(app, username)
         if url.startswith("/api/"):
             response = writer.open(url, method=method, json=api_body(url))
         else:
@@ -155,7 +169,7 @@ def test_another_firms_user_sees_and_changes_nothing_of_the_first_firm_on_any_ro
         assert leaked(response, url) == [], f"{method} {url}"
         walked += 1
 
-    assert snapshot(db) == before
+    assert snapshot(db, username) == before
     assert walked > 150  # every route was walked, not skipped
 
 
