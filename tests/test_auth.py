@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import html
+import http.cookiejar
+import os
 import re
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 
 import psycopg
@@ -18,7 +25,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from semon.cli import cli
-from tests.conftest import TEST_PASSWORD, add_user, anonymous, register_equipment, signed_in
+from tests.conftest import (
+    REPO,
+    TEST_PASSWORD,
+    add_user,
+    anonymous,
+    free_port,
+    register_equipment,
+    signed_in,
+    wait_until,
+)
 from web import create_app
 from web.auth import SEEN
 from web.db import close_pool
@@ -468,3 +484,41 @@ def test_the_signing_key_is_made_once_in_the_database_unless_a_setting_gives_it(
 
     assert len(kept) == 1 and len(kept[0]["value"]) == 64
     assert app.secret_key == kept[0]["value"] and given.secret_key == "s" * 40
+
+
+def test_login_failures_are_limited_across_two_web_processes(config, fleet):
+    # Two `semon web` processes, as a deployment behind a load balancer runs them: memory they do not share.
+    ports = [free_port(), free_port()]
+    env = os.environ | {"SEMON_DATABASE_URL": config.database_url}
+    servers = [subprocess.Popen([sys.executable, "-m", "semon.cli", "web", "--host", "127.0.0.1", "--port", str(p)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for p in ports]
+
+    def attempt(port: int, password: str) -> int:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = opener.open(f"http://127.0.0.1:{port}/login", timeout=10).read().decode()
+        form = urllib.parse.urlencode({"username": "alice", "password": password,
+                                       "csrf_token": _CSRF.search(page).group(1)}).encode()
+        try:
+            return opener.open(f"http://127.0.0.1:{port}/login", data=form, timeout=10).status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    def answering(port: int) -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        for port in ports:
+            wait_until(lambda port=port: answering(port), timeout=30, message=f"semon web on port {port}")
+        failures = [attempt(ports[i % 2], "wrong guess") for i in range(5)]  # the limit, split between the two
+
+        assert failures == [401] * 5
+        assert attempt(ports[1], TEST_PASSWORD) == 429
+        assert attempt(ports[0], TEST_PASSWORD) == 429
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
