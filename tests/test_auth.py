@@ -522,3 +522,29 @@ def test_login_failures_are_limited_across_two_web_processes(config, fleet):
         for server in servers:
             server.terminate()
             server.wait(10)
+
+
+def test_every_write_route_refuses_a_session_without_its_csrf_token(app, db, fleet):
+    # Every route from the url_map, so that a new form cannot be forgotten: an administrator's session, who may do
+    # anything, is still refused without the token (the sign-in form, open to anyone, too).
+    add_user(db, "root", "admin")
+    client = anonymous(app)
+    log_in(client, "root")
+    before = db.execute("SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM api_tokens) AS tokens,"
+                        " (SELECT count(*) FROM districts) AS districts, (SELECT count(*) FROM audit_log) AS audit"
+                        ).fetchone()
+    writes = [(rule, method) for rule in app.url_map.iter_rules()
+              for method in sorted((rule.methods or set()) - {"GET", "HEAD", "OPTIONS"})]
+    assert len(writes) >= 10
+
+    for rule, method in writes:
+        path = re.sub(r"<(?:[^<>:]+:)?([a-z_]+)>", lambda m: {"kind": "districts"}.get(m.group(1), "1"), rule.rule)
+        body = {"json": {"name": "New district"}} if path.startswith("/api/") else {
+            "data": {"name": "x", "username": "intruder", "role": "admin", "password": "a long password"}}
+        response = client.open(path, method=method, **body)
+        assert response.status_code == 400, f"{method} {path}: {response.status_code}"
+
+    after = db.execute("SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM api_tokens) AS tokens,"
+                       " (SELECT count(*) FROM districts) AS districts, (SELECT count(*) FROM audit_log) AS audit"
+                       ).fetchone()
+    assert after == before
