@@ -317,3 +317,25 @@ def app(base_config: Config, db_url: str, db: psycopg.Connection) -> Iterator[Fl
 def client(app: Flask) -> FlaskClient:
     """A test client of the web app, signed in as an administrator (the session for pages, a token for the API)."""
     return app.test_client()
+
+
+@pytest.fixture
+def ingester(config: Config) -> Iterator[Any]:
+    """The ingester (ingest/service.py) running in this process on the test database and broker."""
+    from ingest.service import Ingester
+
+    running = Ingester(config)
+    running.start()
+    assert running.wait_connected(10), "ingester did not connect to the broker"
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def publisher(broker: Broker) -> Iterator[Any]:
+    """A publisher on the test broker with the simulators' account (tests/mqtt_helpers.py)."""
+    from tests.mqtt_helpers import Publisher
+
+    pub = Publisher(broker.url)
+    yield pub
+    pub.close()

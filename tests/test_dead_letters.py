@@ -7,33 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from ingest.service import Ingester
 from semon.dead_letters import parse_since, replay
 from tests.conftest import register_equipment, wait_until
-from tests.mqtt_helpers import Publisher
 
 TS = "2026-11-22T08:00:0{}+08:00"
-
-
-@pytest.fixture
-def ingester(config) -> Iterator[Ingester]:
-    running = Ingester(config)
-    running.start()
-    assert running.wait_connected(10), "ingester did not connect to the broker"
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
 
 
 def dead_letters(db) -> list[dict]:

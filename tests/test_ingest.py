@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from ingest.service import Ingester
 from tests.conftest import register_equipment, wait_until
-from tests.mqtt_helpers import Publisher
 
 TS = "2026-11-22T08:00:00+08:00"
-
-
-@pytest.fixture
-def ingester(config) -> Iterator[Ingester]:
-    running = Ingester(config)
-    running.start()
-    assert running.wait_connected(10), "ingester did not connect to the broker"
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
 
 
 def count(db, sql: str, *params) -> int:

@@ -4,33 +4,11 @@ within a budget, before it is dead-lettered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from ingest.service import Ingester
 from ingest.writer import DatabaseLookup
 from semon.db import connect
 from tests.conftest import register_equipment, wait_until
-from tests.mqtt_helpers import Publisher
 
 TS = "2026-11-22T08:00:00+08:00"
-
-
-@pytest.fixture
-def ingester(config) -> Iterator[Ingester]:
-    running = Ingester(config)
-    running.start()
-    assert running.wait_connected(10), "ingester did not connect to the broker"
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
 
 
 def test_a_monitor_registered_right_after_its_code_was_unknown_is_stored_at_once(db, ingester, publisher):

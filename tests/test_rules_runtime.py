@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from ingest.messages import Equipment, Event, Telemetry
@@ -19,7 +17,6 @@ from models.rules.engine import Detector
 from models.rules.runtime import RuleRunner
 from models.rules.settings import settings_from_config
 from tests.conftest import register_equipment, wait_until
-from tests.mqtt_helpers import Publisher
 
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 TOPIC = "sem/v1/elevator/{code}/telemetry"
@@ -35,13 +32,6 @@ def sample(seq: int, at_s: float, **changes) -> dict:
 def entrapments(db, code: str) -> list[dict]:
     return db.execute("SELECT a.* FROM alerts a JOIN equipment e ON e.id = a.equipment_id"
                       " WHERE e.code = %s AND a.kind = 'entrapment' ORDER BY a.id", (code,)).fetchall()
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
 
 
 def run_ingester(config) -> Ingester:
