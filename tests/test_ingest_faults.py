@@ -165,15 +165,40 @@ def test_nothing_is_lost_when_the_broker_restarts_mid_stream(config, fleet, publ
         ingester.stop()
 
 
+def publish_until(publisher: StreamPublisher, done: threading.Event, per_second: float
+                  ) -> tuple[threading.Thread, list[tuple[str, int]]]:
+    """Publish round after round of the fleet at about `per_second` until `done` is set; the pairs sent so far."""
+    sent: list[tuple[str, int]] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        for seq in range(1_000_000):
+            for code in CODES:
+                publisher.publish(*message(code, seq))
+                sent.append((code, seq))
+                ahead = len(sent) / per_second - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if done.is_set():
+                return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, sent
+
+
 def test_nothing_is_lost_when_the_database_restarts_mid_stream(config, fleet, publisher, restart_database):
-    pairs = stream(100)
     ingester = Ingester(config)
     ingester.start()
     assert ingester.wait_connected(10)
     try:
-        sender = publish_paced(publisher, pairs, per_second=700)
+        # The stream runs from before the server stops until after it is back, however long a restart takes.
+        restarted = threading.Event()
+        sender, pairs = publish_until(publisher, restarted, per_second=700)
         wait_until(lambda: stored_count(config.database_url) > 300, message="the stream under way")
         restart_database()
+        time.sleep(2)
+        restarted.set()
         sender.join(30)
         assert publisher.wait_all_acknowledged(30)
         assert_stored_exactly(config.database_url, pairs, timeout=90)
