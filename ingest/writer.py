@@ -197,7 +197,8 @@ class DatabaseLookup(Lookup):
         if isinstance(name_or_number, int):
             return self._faults_by_number.get(name_or_number)
         found = self._faults.get(name_or_number)
-        if found is None and name_or_number.isdigit():
+        # ASCII digits only: str.isdigit() also takes "²" (which int() refuses, and the writer died of it) and "٣".
+        if found is None and name_or_number.isascii() and name_or_number.isdigit():
             found = self._faults_by_number.get(int(name_or_number))
         return found
 
