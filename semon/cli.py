@@ -14,7 +14,7 @@ from semon.db import DatabaseUnavailable, create_database, database_name, redact
 from semon.dead_letters import dead_letters
 from semon.monitors_cli import monitors
 from semon.schemas import schemas
-from semon.users_cli import users
+from semon.users_cli import cli_actor, users
 
 
 def _setup_logging(config: Config) -> None:
@@ -172,13 +172,14 @@ def _registry_import(ctx: _Context, kind: str, csv_file: Path, create_districts:
     from semon.registry.importer import import_entity_csv, import_records_csv, import_registry_csv
 
     run_migrations(ctx.config.database_url)
+    actor = cli_actor()
     try:
         if kind == "equipment":
-            summary = import_registry_csv(ctx.config, csv_file, create_districts=create_districts)
+            summary = import_registry_csv(ctx.config, csv_file, create_districts=create_districts, actor=actor)
         elif kind == "records":
-            summary = import_records_csv(ctx.config, csv_file)
+            summary = import_records_csv(ctx.config, csv_file, actor=actor)
         else:
-            summary = import_entity_csv(ctx.config, ENTITIES[kind.replace("-", "_")], csv_file)
+            summary = import_entity_csv(ctx.config, ENTITIES[kind.replace("-", "_")], csv_file, actor=actor)
     except RegistryError as exc:
         for problem in exc.problems:
             click.echo(f"{csv_file}:{problem}", err=True)

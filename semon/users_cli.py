@@ -31,7 +31,8 @@ def _connection(obj: Any) -> Iterator[psycopg.Connection]:
             raise click.ClickException(str(exc)) from None
 
 
-def _actor() -> Actor:
+def cli_actor() -> Actor:
+    """Who makes a change from the command line, for the audit log: cli:<the shell's user>."""
     return Actor(None, f"cli:{getpass.getuser()}")
 
 
@@ -64,7 +65,7 @@ def add(obj: Any, username: str, role: str, display_name: str, firm: str | None,
     """Add a user (the password is asked for, or read from stdin)."""
     password = _password(password_stdin)
     with _connection(obj) as conn:
-        user = accounts.create_user(conn, _actor(), username, role, password, display_name=display_name, firm=firm,
+        user = accounts.create_user(conn, cli_actor(), username, role, password, display_name=display_name, firm=firm,
                                     use_unit=use_unit, districts=districts, all_districts=all_districts)
     click.echo(f"added {user.username} ({user.role}: {user.parties})")
 
@@ -85,7 +86,7 @@ def list_(obj: Any) -> None:
 def disable(obj: Any, username: str) -> None:
     """Disable a user: its sessions and API tokens stop working at once."""
     with _connection(obj) as conn:
-        accounts.set_disabled(conn, _actor(), username, True)
+        accounts.set_disabled(conn, cli_actor(), username, True)
     click.echo(f"disabled {username}")
 
 
@@ -95,7 +96,7 @@ def disable(obj: Any, username: str) -> None:
 def enable(obj: Any, username: str) -> None:
     """Enable a disabled user again."""
     with _connection(obj) as conn:
-        accounts.set_disabled(conn, _actor(), username, False)
+        accounts.set_disabled(conn, cli_actor(), username, False)
     click.echo(f"enabled {username}")
 
 
@@ -107,7 +108,7 @@ def reset_password(obj: Any, username: str, password_stdin: bool) -> None:
     """Set a new password; the user's sessions end."""
     password = _password(password_stdin)
     with _connection(obj) as conn:
-        accounts.reset_password(conn, _actor(), username, password)
+        accounts.reset_password(conn, cli_actor(), username, password)
     click.echo(f"password of {username} reset; its sessions have ended")
 
 
@@ -117,7 +118,7 @@ def reset_password(obj: Any, username: str, password_stdin: bool) -> None:
 def logout_everywhere(obj: Any, username: str) -> None:
     """End every session of a user."""
     with _connection(obj) as conn:
-        accounts.end_sessions(conn, _actor(), username)
+        accounts.end_sessions(conn, cli_actor(), username)
     click.echo(f"every session of {username} has ended")
 
 
@@ -128,7 +129,7 @@ def logout_everywhere(obj: Any, username: str) -> None:
 def token_create(obj: Any, username: str, name: str) -> None:
     """Make an API token for a user and print it: it is shown this once."""
     with _connection(obj) as conn:
-        made, token = accounts.create_token(conn, _actor(), username, name)
+        made, token = accounts.create_token(conn, cli_actor(), username, name)
     click.echo(f"token {made.id} ({made.name}) of {username}; shown once, keep it:", err=True)
     click.echo(token)
 
@@ -150,5 +151,5 @@ def tokens(obj: Any, username: str | None) -> None:
 def token_revoke(obj: Any, token_id: int) -> None:
     """Revoke an API token; it stops working at once."""
     with _connection(obj) as conn:
-        revoked = accounts.revoke_token(conn, _actor(), token_id)
+        revoked = accounts.revoke_token(conn, cli_actor(), token_id)
     click.echo(f"revoked token {token_id} ({revoked.name}) of {revoked.username}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, date, datetime
 
 import pytest
@@ -149,6 +150,11 @@ def test_the_import_command_lists_each_bad_row_and_exits_non_zero(db_url, db, tm
     assert result.stdout == ("2 equipment: 2 new, 0 updated, 0 unchanged; 1 inspection record(s) added; "
                              "new districts: Xuhui; new use units: Block 3 Owners; new maintenance firms: "
                              "Shenghui Lifts\n")
+    # The import is in the audit log, with whose shell made it; the refused one left nothing there.
+    [entry] = db.execute("SELECT actor, action, target, after FROM audit_log").fetchall()
+    assert entry["actor"] == f"cli:{getpass.getuser()}"
+    assert (entry["action"], entry["target"]) == ("registry.import", "equipment CSV registry.csv")
+    assert entry["after"] == {"rows": 2, "summary": result.stdout.strip()}
 
 
 # 00:30 on 15 March in Shanghai is still 14 March in UTC: the users' day decides what is in the future.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from semon import clock
+from semon.audit import Actor, record
 from semon.config import Config
 from semon.db import connect
 from semon.registry.csvfiles import Problems, read_csv
@@ -103,10 +104,17 @@ def parse_registry_csv(path: Path, today: date) -> list[Row]:
     return _read_equipment(path, today).valid_rows()
 
 
-def import_registry_csv(config: Config, path: Path, create_districts: bool = False) -> str:
+def _audit_import(conn: Any, actor: Actor | None, what: str, path: Path, summary: str, rows: int) -> None:
+    """One audit log entry for an import, in its transaction: who imported which file, and what it changed."""
+    if actor is not None:
+        record(conn, actor, "registry.import", f"{what} CSV {path.name}", None, {"rows": rows, "summary": summary})
+
+
+def import_registry_csv(config: Config, path: Path, create_districts: bool = False,
+                        actor: Actor | None = None) -> str:
     """Validate the file, then upsert use units, firms, equipment and last inspections by code. A district not
     registered is refused unless `create_districts`; the summary names every district, use unit and firm
-    created."""
+    created. With an `actor`, the import is written to the audit log."""
     with connect(config.database_url, time_zone=config.time_zone) as conn, conn.transaction():
         parsed = _read_equipment(path, clock.today(conn))
         if not create_districts:
@@ -126,9 +134,10 @@ def import_registry_csv(config: Config, path: Path, create_districts: bool = Fal
                        ON CONFLICT (equipment_id, kind, performed_on) DO NOTHING""",
                     [(v["last_inspection_on"], v["code"]) for v in inspected])
                 inspections = cur.rowcount
-    new = "".join(f"; new {what}: {', '.join(names)}" for what, names in created.items() if names)
-    return (f"{_summary(len(rows), 'equipment', outcomes)}; {inspections} inspection record(s) added{new}"
-            f"{parsed.read_as}")
+        new = "".join(f"; new {what}: {', '.join(names)}" for what, names in created.items() if names)
+        summary = f"{_summary(len(rows), 'equipment', outcomes)}; {inspections} inspection record(s) added{new}"
+        _audit_import(conn, actor, "equipment", path, summary, len(rows))
+    return summary + parsed.read_as
 
 
 def _check_districts(conn, parsed: Parsed) -> None:
@@ -185,13 +194,15 @@ def parse_entity_csv(entity: Entity, path: Path) -> list[Row]:
     return _read_entity(entity, path).valid_rows()
 
 
-def import_entity_csv(config: Config, entity: Entity, path: Path) -> str:
-    """Validate the file, then upsert every row by name."""
+def import_entity_csv(config: Config, entity: Entity, path: Path, actor: Actor | None = None) -> str:
+    """Validate the file, then upsert every row by name (with an `actor`, written to the audit log)."""
     parsed = _read_entity(entity, path)
     rows = parsed.valid_rows()
     with connect(config.database_url) as conn, conn.transaction():
         outcomes = upsert_many(conn, entity.table, entity.key, [entity_columns(entity, r.values) for r in rows])
-    return _summary(len(rows), entity.name.replace("_", " "), outcomes) + parsed.read_as
+        summary = _summary(len(rows), entity.name.replace("_", " "), outcomes)
+        _audit_import(conn, actor, entity.name, path, summary, len(rows))
+    return summary + parsed.read_as
 
 
 # --- inspection and maintenance records ---------------------------------------------------------------------------
@@ -212,8 +223,9 @@ def parse_records_csv(path: Path, today: date) -> list[Row]:
     return _read_records(path, today).valid_rows()
 
 
-def import_records_csv(config: Config, path: Path) -> str:
-    """Validate the file against itself and the registry, then upsert every record by (code, check, date)."""
+def import_records_csv(config: Config, path: Path, actor: Actor | None = None) -> str:
+    """Validate the file against itself and the registry, then upsert every record by (code, check, date) (with an
+    `actor`, written to the audit log)."""
     with connect(config.database_url, time_zone=config.time_zone) as conn, conn.transaction():
         parsed = _read_records(path, clock.today(conn))
         codes = sorted({r.values["code"] for r in parsed.rows if "code" in r.values})
@@ -230,9 +242,11 @@ def import_records_csv(config: Config, path: Path) -> str:
                                               f"{', '.join(CHECKS[check].applies_to)})", "check")
         rows = parsed.valid_rows()
         inserted, updated = _upsert_records(conn, rows, {code: r["id"] for code, r in equipment.items()})
-    visits = sum(CHECKS[r.values["check"]].table == "maintenance_records" for r in rows)
-    return (f"{len(rows)} records ({len(rows) - visits} inspections and tests, {visits} maintenance visits): "
-            f"{inserted} new, {updated} updated, {len(rows) - inserted - updated} unchanged{parsed.read_as}")
+        visits = sum(CHECKS[r.values["check"]].table == "maintenance_records" for r in rows)
+        summary = (f"{len(rows)} records ({len(rows) - visits} inspections and tests, {visits} maintenance visits): "
+                   f"{inserted} new, {updated} updated, {len(rows) - inserted - updated} unchanged")
+        _audit_import(conn, actor, "records", path, summary, len(rows))
+    return summary + parsed.read_as
 
 
 def _upsert_records(conn, rows: list[Row], ids: dict[str, int]) -> tuple[int, int]:
