@@ -400,35 +400,55 @@ def units_of(settings: FieldSettings, clock_epoch: float) -> list[Unit]:
     return units
 
 
-def run_units(units: list[Unit], processes: int) -> list[UnitResult]:
-    """Run the units in `processes` spawned workers (in this process when 1), logging progress."""
-    total_s = sum(u.days * 86400 / u.shard[1] for u in units)  # equipment-weighted simulated seconds
-    done_s: dict[int, float] = {}
-    samples: dict[int, int] = {}
-    started = time.monotonic()
-    next_log = started + PROGRESS_EVERY_S
+class Progress:
+    """Logs how far simulation units have got, every PROGRESS_EVERY_S: the share of their equipment-weighted
+    simulated time done and the samples made; called as note(unit number, simulated s, samples) by the units."""
 
-    def note(number: int, at_s: float, count: int) -> None:
-        nonlocal next_log
-        unit = units[number]
-        done_s[number] = at_s / unit.shard[1]
-        samples[number] = count
-        if time.monotonic() >= next_log:
-            next_log += PROGRESS_EVERY_S
-            elapsed = time.monotonic() - started
-            log(f"    {elapsed:5.0f} s: {sum(done_s.values()) / total_s:6.1%} simulated, "
-                f"{sum(samples.values()):,} samples ({sum(samples.values()) / elapsed:,.0f}/s)")
+    def __init__(self, units: Sequence[Any], samples_are: str = "samples"):
+        self.total_s = sum(u.days * 86400 / u.shard[1] for u in units)
+        self.shards = {u.number: u.shard[1] for u in units}
+        self.samples_are = samples_are
+        self.done_s: dict[int, float] = {}
+        self.samples: dict[int, int] = {}
+        self.started = time.monotonic()
+        self.next_log = self.started + PROGRESS_EVERY_S
 
-    if processes == 1:
-        return [run_unit(unit, note) for unit in units]
+    def __call__(self, number: int, at_s: float, count: int) -> None:
+        self.done_s[number] = at_s / self.shards[number]
+        self.samples[number] = count
+        if time.monotonic() >= self.next_log:
+            self.next_log += PROGRESS_EVERY_S
+            elapsed = time.monotonic() - self.started
+            made = sum(self.samples.values())
+            log(f"    {elapsed:5.0f} s: {sum(self.done_s.values()) / self.total_s:6.1%} simulated, "
+                f"{made:,} {self.samples_are} ({made / elapsed:,.0f}/s)")
+
+
+def run_in_pool(run_unit: Callable[[Any], Any], units: Sequence[Any], processes: int,
+                init_worker: Callable[[Any], None], note: Progress, meanwhile: Callable[[], object] | None = None,
+                every_s: float = 300.0) -> list[Any]:
+    """run_unit over the units in `processes` spawned workers, each started with init_worker(channel) and
+    reporting progress on the channel to `note`; `meanwhile` is called every every_s while they run."""
     context = multiprocessing.get_context("spawn")
     channel = context.Queue()
-    with context.Pool(processes, initializer=_init_worker, initargs=(channel,)) as pool:
+    next_call = time.monotonic() + every_s
+    with context.Pool(processes, initializer=init_worker, initargs=(channel,)) as pool:
         pending = [pool.apply_async(run_unit, (unit,)) for unit in units]
         while not all(result.ready() for result in pending):
             with contextlib.suppress(queue.Empty):
                 note(*channel.get(timeout=1.0))
+            if meanwhile is not None and time.monotonic() >= next_call:
+                meanwhile()
+                next_call = time.monotonic() + every_s
         return [result.get() for result in pending]
+
+
+def run_units(units: list[Unit], processes: int) -> list[UnitResult]:
+    """Run the units in `processes` spawned workers (in this process when 1), logging progress."""
+    note = Progress(units)
+    if processes == 1:
+        return [run_unit(unit, note) for unit in units]
+    return run_in_pool(run_unit, units, processes, _init_worker, note)
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------

@@ -90,9 +90,7 @@ import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import multiprocessing  # noqa: E402
 import os  # noqa: E402
-import queue  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
@@ -112,7 +110,7 @@ from psycopg.types.json import Jsonb  # noqa: E402
 
 from bench.detection import _STOPPED as SIMULATION_STOPPED  # noqa: E402
 from bench.detection import Child, Ingester, drop_patiently, semon_command, wait_ingested  # noqa: E402
-from bench.field import clock_start, equipment_key, fleet_simulation, shown  # noqa: E402
+from bench.field import Progress, clock_start, equipment_key, fleet_simulation, run_in_pool, shown  # noqa: E402
 from bench.ingest import describe_machine  # noqa: E402
 from bench.scoring import Label, exposure, per_1000_days, percentile, poisson_upper_95, read_labels  # noqa: E402
 from bench.services import REPO, PrivateBroker  # noqa: E402
@@ -151,7 +149,6 @@ TOLERANCE_S = 60.0
 # A false alert this soon after a worn part was repaired (its fault cleared) is counted apart as well: the models'
 # trailing baselines still hold the worn weeks.
 AFTER_REPAIR_S = 7 * DAY_S
-PROGRESS_EVERY_S = 30.0
 # Units of telemetry to make per worker process: a run cut short resumes without the units it finished.
 UNITS_PER_PROCESS = 4
 # Attempts at a database step that the shared server's restart cut short.
@@ -592,37 +589,10 @@ def run_units(units: Sequence[Unit], processes: int, meanwhile: Callable[[], obj
               every_s: float = 300.0) -> list[UnitResult]:
     """Run the units in `processes` spawned workers (in this process when 1), logging progress; `meanwhile` is
     called every every_s while they run."""
-    total_s = sum(u.days * DAY_S / u.shard[1] for u in units)  # equipment-weighted simulated seconds
-    shards = {u.number: u.shard[1] for u in units}
-    done_s: dict[int, float] = {}
-    samples: dict[int, int] = {}
-    started = time.monotonic()
-    next_log = started + PROGRESS_EVERY_S
-
-    def note(number: int, at_s: float, count: int) -> None:
-        nonlocal next_log
-        done_s[number] = at_s / shards[number]
-        samples[number] = count
-        if time.monotonic() >= next_log:
-            next_log += PROGRESS_EVERY_S
-            elapsed = time.monotonic() - started
-            log(f"    {elapsed:5.0f} s: {sum(done_s.values()) / total_s:6.1%} simulated, "
-                f"{sum(samples.values()):,} samples stored ({sum(samples.values()) / elapsed:,.0f}/s)")
-
     if processes == 1:
         return [run_unit(unit) for unit in units]
-    context = multiprocessing.get_context("spawn")
-    channel = context.Queue()
-    next_call = started + every_s
-    with context.Pool(processes, initializer=_init_worker, initargs=(channel,)) as pool:
-        pending = [pool.apply_async(run_unit, (unit,)) for unit in units]
-        while not all(result.ready() for result in pending):
-            with contextlib.suppress(queue.Empty):
-                note(*channel.get(timeout=1.0))
-            if meanwhile is not None and time.monotonic() >= next_call:
-                meanwhile()
-                next_call = time.monotonic() + every_s
-        return [result.get() for result in pending]
+    return run_in_pool(run_unit, units, processes, _init_worker, Progress(units, "samples stored"), meanwhile,
+                       every_s)
 
 
 def roll_up(config: Config, db_url: str) -> dict[str, int]:
