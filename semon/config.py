@@ -347,6 +347,9 @@ SETTINGS: tuple[Setting, ...] = (
             "type's fleet normal", _parse_positive_int),
     Setting("wear_recent_hours", 24, "the period judged: each score reads this many hours of windows; at least "
             "rollup_bucket_s", _parse_positive_int),
+    Setting("wear_trim_windows", 2, "each feature's rollup windows of most excess left out of a day or period judged, "
+            "so that one hour's burst (a door held open at a landing) is no wear (docs/wear.md)",
+            _parse_non_negative_int),
     Setting("wear_alert_windows", 6, "a wear alert opens after this many high scores in a row (one per window)",
             _parse_positive_int),
     Setting("wear_score_threshold", 1.0, "a score at least this is high; 1.0 is the threshold the model calibrated "

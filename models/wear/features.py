@@ -21,6 +21,9 @@ from models.rollup import rollup_table
 
 # A period (a day, or the hours judged) with less covered telemetry than this tells nothing: its values are unknown.
 MIN_COVERED_S = 3600.0
+# A period's windows of most excess are left out of it only when it has this many times as many known (a boiler
+# that fires two hours a day is judged on both).
+TRIM_MIN_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class WearFeature:
     # A ratio of counts (events per door cycle, per trip) is no surer than its counts: the events beyond
     # `counted_from` per unit of denominator are taken as Poisson counts (baseline.deviations). None: not counted.
     counted_from: float | None = None
+    # A time measured by sampling (the door's motion seen in the samples of a monitor reporting every Δ seconds)
+    # is a count of samples: its error is that of a Poisson count of numerator / Δ (baseline.deviations).
+    sampled: bool = False
 
     def phrase(self, now: float, normal: float) -> tuple[str, str]:
         """What the feature says, English and Chinese: its value over the period against the normal one."""
@@ -72,7 +78,7 @@ def _vibration(component: str) -> tuple[WearFeature, WearFeature]:
 _ELEVATOR = (
     WearFeature("door_cycle_s", "door_operator", "door_motion_s", "door_cycles", 20.0, True, 0.2, 1, False,
                 "a door cycle (opening and closing) takes {pct} % longer than normal: {now} s against {normal} s",
-                "开关门时间比平时长{pct}%"),
+                "开关门时间比平时长{pct}%", sampled=True),
     WearFeature("door_cycles_per_trip", "door_operator", "door_cycles", "trips", 20.0, True, 0.01, 2, False,
                 "{pct} % more door cycles per trip than normal: {now} against {normal}",
                 "每次运行开关门次数比平时多{pct}%", counted_from=1.0),
@@ -157,14 +163,33 @@ def features_of(equipment_type: str) -> tuple[WearFeature, ...]:
             from None
 
 
-def _sums(equipment_type: str) -> str:
-    """The period's covered seconds and, per feature, the sums of its numerator and denominator, as one array."""
-    parts = []
-    for f in features_of(equipment_type):
+def _period_sums(equipment_type: str, trim: int, windows: str) -> str:
+    """A query of the sums per (equipment_id, period) of `windows` (a query of rollup windows with the rollup
+    table's columns and `period`): covered seconds, samples and, per feature, the sums of its numerator and
+    denominator over the period's windows less the `trim` windows with the most excess in the direction wear moves
+    the feature, if it is known in at least TRIM_MIN_SHARE × `trim` of them. A door held open at a landing for half an
+    hour is no wear of the door operator: wear moves every hour, and one hour's burst must not make the period."""
+    values, ratios, ranks, sums = [], ["0 AS q"], ["0 AS r"], []
+    for i, f in enumerate(features_of(equipment_type)):
         known = f"({f.num}) IS NOT NULL AND ({f.den}) > 0"
-        parts += [f"COALESCE(sum(CASE WHEN {known} THEN ({f.num}) END), 0)",
-                  f"COALESCE(sum(CASE WHEN {known} THEN ({f.den}) END), 0)"]
-    return "sum(covered_s)::float8, ARRAY[" + ", ".join(parts) + "]::float8[]"
+        values += [f"CASE WHEN {known} THEN ({f.num}) END AS n{i}", f"CASE WHEN {known} THEN ({f.den}) END AS d{i}"]
+        kept = ""
+        if trim:
+            ratios.append(f"sum(n{i}) OVER g / NULLIF(sum(d{i}) OVER g, 0) AS q{i}, count(n{i}) OVER g AS c{i}")
+            excess = f"{'' if f.rises else '-'}(n{i} - d{i} * q{i})"
+            ranks.append(f"row_number() OVER (g ORDER BY {excess} DESC NULLS LAST) AS r{i}")
+            kept = f"FILTER (WHERE r{i} > {trim} OR c{i} < {TRIM_MIN_SHARE * trim})"
+        sums += [f"COALESCE(sum(n{i}) {kept}, 0)", f"COALESCE(sum(d{i}) {kept}, 0)"]
+    return f"""
+        SELECT equipment_id, period, sum(covered_s)::float8, sum(samples)::float8,
+               ARRAY[{", ".join(sums)}]::float8[]
+          FROM (SELECT *, {", ".join(ranks)}
+                  FROM (SELECT *, {", ".join(ratios)}
+                          FROM (SELECT equipment_id, period, covered_s, samples, {", ".join(values)}
+                                  FROM ({windows}) a) v
+                        WINDOW g AS (PARTITION BY equipment_id, period)) q
+                WINDOW g AS (PARTITION BY equipment_id, period)) r
+         GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,7 @@ class Sums:
     equipment_ids: np.ndarray  # (n,) int
     periods: np.ndarray  # (n,) datetime64: the local day (D), or the end of the hours judged (s, UTC)
     covered_s: np.ndarray  # (n,)
+    samples: np.ndarray  # (n,)
     num: np.ndarray  # (n, f)
     den: np.ndarray  # (n, f)
 
@@ -186,14 +212,19 @@ class Sums:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(known, self.num / np.where(known, self.den, 1.0), np.nan)
 
+    def sample_s(self) -> np.ndarray:
+        """The mean seconds between a row's samples (its covered time over its samples), NaN without samples."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.samples > 0, self.covered_s / self.samples, np.nan)
+
 
 def _to_sums(equipment_type: str, rows: Sequence[tuple], unit: str) -> Sums:
     count = len(features_of(equipment_type))
     if not rows:
         empty = np.zeros((0, count))
         return Sums(equipment_type, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f"datetime64[{unit}]"),
-                    np.zeros(0), empty, empty.copy())
-    ids, periods, covered, arrays = zip(*rows, strict=True)
+                    np.zeros(0), np.zeros(0), empty, empty.copy())
+    ids, periods, covered, samples, arrays = zip(*rows, strict=True)
     sums = np.asarray(arrays, dtype=float).reshape(len(rows), count, 2)
     if unit == "s":
         periods = [p.timestamp() for p in periods]
@@ -201,38 +232,39 @@ def _to_sums(equipment_type: str, rows: Sequence[tuple], unit: str) -> Sums:
     else:
         stamps = np.asarray(periods, dtype="datetime64[D]")
     return Sums(equipment_type, np.asarray(ids, dtype=np.int64), stamps, np.asarray(covered, dtype=float),
-                sums[:, :, 0].copy(), sums[:, :, 1].copy())
+                np.asarray(samples, dtype=float), sums[:, :, 0].copy(), sums[:, :, 1].copy())
 
 
 def daily_sums(conn: psycopg.Connection, equipment_type: str, first_day: date, end_day: date, *, width_s: int,
-               time_zone: str, equipment_ids: Sequence[int] | None = None) -> Sums:
-    """Per equipment and local day in [first_day, end_day): the sums of its windows of width width_s."""
+               time_zone: str, trim: int, equipment_ids: Sequence[int] | None = None) -> Sums:
+    """Per equipment and local day in [first_day, end_day): the sums of its windows of width width_s, less each
+    feature's `trim` windows of most excess (see _period_sums)."""
     only = "AND equipment_id = ANY(%(ids)s)" if equipment_ids is not None else ""
-    rows = conn.cursor(row_factory=tuple_row).execute(f"""
-        SELECT equipment_id, (bucket AT TIME ZONE %(zone)s)::date AS day, {_sums(equipment_type)}
-          FROM {rollup_table(equipment_type)}
+    rows = conn.cursor(row_factory=tuple_row).execute(_period_sums(equipment_type, trim, f"""
+        SELECT *, (bucket AT TIME ZONE %(zone)s)::date AS period FROM {rollup_table(equipment_type)}
          WHERE width_s = %(width_s)s AND bucket >= (%(first)s::date::timestamp AT TIME ZONE %(zone)s)
-           AND bucket < (%(end)s::date::timestamp AT TIME ZONE %(zone)s) {only}
-         GROUP BY 1, 2 ORDER BY 1, 2""", {"zone": time_zone, "width_s": width_s, "first": first_day,
-                                         "end": end_day, "ids": list(equipment_ids or [])}).fetchall()
+           AND bucket < (%(end)s::date::timestamp AT TIME ZONE %(zone)s) {only}"""),
+        {"zone": time_zone, "width_s": width_s, "first": first_day, "end": end_day,
+         "ids": list(equipment_ids or [])}).fetchall()
     return _to_sums(equipment_type, rows, "D")
 
 
 def recent_sums(conn: psycopg.Connection, equipment_type: str, ends: Sequence[datetime], *, width_s: int,
-                hours: int) -> Sums:
-    """Per equipment and end in `ends`: the sums of its windows of the `hours` hours before that end."""
+                hours: int, trim: int, equipment_ids: Sequence[int] | None = None) -> Sums:
+    """Per equipment and end in `ends`: the sums of its windows of the `hours` hours before that end, less
+    each feature's `trim` windows of most excess (see _period_sums)."""
     if not ends:
         return _to_sums(equipment_type, [], "s")
+    only = "AND r.equipment_id = ANY(%(ids)s)" if equipment_ids is not None else ""
     span = timedelta(hours=hours)
     # The bounds of all the ends in the WHERE clause, so that the planner reads only those chunks, by their index.
-    rows = conn.cursor(row_factory=tuple_row).execute(f"""
-        SELECT r.equipment_id, e.end_at, {_sums(equipment_type)}
-          FROM {rollup_table(equipment_type)} r
+    rows = conn.cursor(row_factory=tuple_row).execute(_period_sums(equipment_type, trim, f"""
+        SELECT r.*, e.end_at AS period FROM {rollup_table(equipment_type)} r
           JOIN unnest(%(ends)s::timestamptz[]) AS e (end_at)
             ON r.bucket >= e.end_at - %(span)s AND r.bucket < e.end_at
-         WHERE r.width_s = %(width_s)s AND r.bucket >= %(first)s AND r.bucket < %(last)s
-         GROUP BY 1, 2 ORDER BY 1, 2""", {"ends": list(ends), "width_s": width_s, "span": span,
-                                         "first": min(ends) - span, "last": max(ends)}).fetchall()
+         WHERE r.width_s = %(width_s)s AND r.bucket >= %(first)s AND r.bucket < %(last)s {only}"""),
+        {"ends": list(ends), "width_s": width_s, "span": span, "first": min(ends) - span,
+         "last": max(ends), "ids": list(equipment_ids or [])}).fetchall()
     return _to_sums(equipment_type, rows, "s")
 
 
@@ -242,7 +274,7 @@ def features_markdown() -> str:
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for equipment_type, features in WEAR_FEATURES.items():
         for f in features:
-            counted = "—" if f.counted_from is None else f"beyond {f.counted_from:g}"
+            counted = ("in samples" if f.sampled else "—") if f.counted_from is None else f"beyond {f.counted_from:g}"
             rows.append(f"| {equipment_type} | `{f.name}` | `{f.component}` | {'up' if f.rises else 'down'} | "
                         f"sum of `{f.num}` / sum of `{f.den}` (at least {f.min_den:g}) | {f.resolution:g} | "
                         f"{counted} |")

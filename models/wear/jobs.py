@@ -40,7 +40,7 @@ def training_table(conn: psycopg.Connection, equipment_type: str, today: date,
     span = span_days(settings.baseline_days, settings.min_history_days)
     first_day = today - timedelta(days=settings.train_days + span)
     table = day_table(daily_sums(conn, equipment_type, first_day, today, width_s=settings.width_s,
-                                 time_zone=settings.time_zone), first_day, today)
+                                 time_zone=settings.time_zone, trim=settings.trim_windows), first_day, today)
     worn = conn.cursor(row_factory=tuple_row).execute("""
         SELECT a.equipment_id, (a.first_seen AT TIME ZONE %(zone)s)::date - %(before)s,
                (COALESCE(a.resolved_at, now()) AT TIME ZONE %(zone)s)::date

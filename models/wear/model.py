@@ -27,6 +27,7 @@ from models.wear.baseline import (
     deviations,
     own_baselines,
     reference,
+    rest_days,
 )
 from models.wear.features import features_of
 
@@ -36,10 +37,12 @@ DETECTORS = ("fleet_zscore", "robust_covariance", "isolation_forest", "zscore")
 CLIP = 50.0
 # A fleet floor of each feature's scale: this share of the typical day-to-day spread of the fleet's own baselines.
 FLOOR_SHARE = 0.5
-# The fleet's spread of a feature's deviations (in scales) is taken as at least this: a feature that hardly ever
-# deviates must not turn its first small deviation into a large one. Learnt from fewer than SPREAD_SAMPLES known
-# deviations it is not learnt: 1 (the scale as it is).
-MIN_SPREAD = 0.25
+# The fleet's spread of a feature's deviations (in scales) is taken as at least this: it may widen a feature's scale
+# (a feature that wanders more than its own baseline says), never narrow it. A feature whose deviations spread less
+# than 1 is one whose scale is mostly its floor, the smallest change that means anything (a flue gas 1 °C hotter is
+# no wear, however steady the boiler): narrowing it would undo the floor, and turn a steady brake's first half
+# millimetre into an alert. Learnt from fewer than SPREAD_SAMPLES known deviations it is not learnt: 1.
+MIN_SPREAD = 1.0
 SPREAD_SAMPLES = 30
 # Training days with a feature this many fleet spreads off are not taken as healthy when the threshold is calibrated
 # (nor fitted on): a fleet's history holds wear nobody has flagged yet.
@@ -100,8 +103,9 @@ def training_set(table: DayTable, first_target: int, baseline_days: int, min_his
     median = _nanmedian(pooled)
     spread = MAD_TO_SD * _nanmedian(np.abs(pooled - median))
     fleet = FleetBaseline(np.nan_to_num(median), np.maximum(np.nan_to_num(spread), floor), floor)
-    ref_median, ref_scale = reference(own, fleet)
-    z = deviations(table.equipment_type, values, table.den[:, targets], ref_median, ref_scale)
+    ref_median, ref_scale = reference(own, fleet, rest_days(table.days[targets])[None, :])
+    z = deviations(table.equipment_type, values, table.den[:, targets], ref_median, ref_scale,
+                   table.sample_s[:, targets])
     rows, cols = np.nonzero(healthy & (known.mean(axis=2) >= MIN_KNOWN_FEATURES))
     return TrainingSet(z[rows, cols], own.usable[rows, cols], table.equipment_ids[rows], table.days[targets][cols],
                        fleet)

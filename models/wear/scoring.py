@@ -26,10 +26,11 @@ from models.wear.baseline import (
     deviations,
     own_baselines,
     reference,
+    rest_days,
     span_days,
     usable_mask,
 )
-from models.wear.features import COMPONENTS, daily_sums, features_of, recent_sums
+from models.wear.features import COMPONENTS, Sums, daily_sums, features_of, recent_sums
 from models.wear.model import explain, high, model_input
 from models.wear.store import StoredModel
 from semon.config import Config, ConfigError
@@ -55,6 +56,7 @@ class WearSettings:
     baseline_days: int
     min_history_days: int
     recent_hours: int
+    trim_windows: int  # each feature's windows of most excess left out of a day or period (features._period_sums)
     alert_windows: int
     score_threshold: float  # a score at least this is high (1.0: the model's calibrated threshold)
     train_days: int
@@ -72,7 +74,8 @@ def settings_from_config(config: Config) -> WearSettings:
                           f"(rollup_bucket_s = {config.rollup_bucket_s})")
     return WearSettings(width_s=config.rollup_bucket_s, time_zone=config.time_zone,
                         baseline_days=config.wear_baseline_days, min_history_days=config.wear_min_history_days,
-                        recent_hours=config.wear_recent_hours, alert_windows=config.wear_alert_windows,
+                        recent_hours=config.wear_recent_hours, trim_windows=config.wear_trim_windows,
+                        alert_windows=config.wear_alert_windows,
                         score_threshold=config.wear_score_threshold, train_days=config.wear_train_days,
                         detector=config.wear_detector)
 
@@ -86,6 +89,13 @@ def window_end(at: datetime, settings: WearSettings) -> datetime:
 def judged_day(ends_at: datetime, settings: WearSettings) -> date:
     """The day a period ending at ends_at starts on, in the users' zone: its baseline is the days before it."""
     return (ends_at - timedelta(hours=settings.recent_hours)).astimezone(ZoneInfo(settings.time_zone)).date()
+
+
+def rest_share(ends_at: datetime, settings: WearSettings) -> float:
+    """The share of the period judged that ends at ends_at which falls on rest days, in the users' zone."""
+    zone = ZoneInfo(settings.time_zone)
+    hours = [(ends_at - timedelta(hours=h + 0.5)).astimezone(zone).date() for h in range(settings.recent_hours)]
+    return float(np.mean(rest_days(np.array(hours, dtype="datetime64[D]"))))
 
 
 @dataclass(frozen=True)
@@ -106,18 +116,45 @@ class Judged:
 def judge(conn: psycopg.Connection, equipment_type: str, ends: Sequence[datetime], stored: StoredModel,
           settings: WearSettings) -> Judged:
     """Score every equipment with windows in the hours before each end in `ends`; the own baselines it needs and
-    finds none of in wear_baselines are computed and stored there."""
-    sums = recent_sums(conn, equipment_type, ends, width_s=settings.width_s, hours=settings.recent_hours)
+    finds none of in wear_baselines are computed and stored there.
+
+    The periods are summed whole first; those that score high are summed again without each feature's
+    wear_trim_windows windows of most excess, and judged by that. Leaving them out only moves a feature away from
+    wear, so a period not high whole is not high trimmed: only the few high ones pay for the trimming."""
+    sums = recent_sums(conn, equipment_type, ends, width_s=settings.width_s, hours=settings.recent_hours, trim=0)
+    judged = _judge_sums(conn, sums, stored, settings)
+    if not settings.trim_windows or not judged.high.any():
+        return judged
+    again = np.nonzero(judged.high)[0]
+    trimmed = _judge_sums(conn, recent_sums(
+        conn, equipment_type, sorted({judged.ends[k] for k in again}), width_s=settings.width_s,
+        hours=settings.recent_hours, trim=settings.trim_windows,
+        equipment_ids=np.unique(judged.equipment_ids[again]).tolist()),
+        stored, settings)
+    row_of = {(int(e), t): k for k, (e, t) in enumerate(zip(trimmed.equipment_ids, trimmed.ends, strict=True))}
+    arrays = {name: getattr(judged, name).copy() for name in ("values", "normal", "z", "u", "own", "scores", "high")}
+    for k in again:
+        t = row_of.get((int(judged.equipment_ids[k]), judged.ends[k]))
+        if t is None:  # nothing left once trimmed (a period of one window)
+            arrays["high"][k] = False
+            continue
+        for name, array in arrays.items():
+            array[k] = getattr(trimmed, name)[t]
+    return Judged(judged.equipment_ids, judged.ends, **arrays)
+
+
+def _judge_sums(conn: psycopg.Connection, sums: Sums, stored: StoredModel, settings: WearSettings) -> Judged:
     values = sums.values()
     keep = ~np.all(np.isnan(values), axis=1)
-    ids, den = sums.equipment_ids[keep], sums.den[keep]
+    ids, den, sample_s = sums.equipment_ids[keep], sums.den[keep], sums.sample_s()[keep]
     at = [datetime.fromtimestamp(int(s), ZoneInfo(settings.time_zone))
           for s in sums.periods[keep].astype("datetime64[s]").astype("int64")]
     values = values[keep]
     days = np.array([judged_day(t, settings) for t in at], dtype="datetime64[D]")
-    own = cached_baselines(conn, equipment_type, ids, days, settings)
-    median, scale = reference(own, stored.model.fleet)
-    z = deviations(equipment_type, values, den, median[:, 0], scale[:, 0])
+    own = cached_baselines(conn, sums.equipment_type, ids, days, settings)
+    shares = {t: rest_share(t, settings) for t in set(at)}
+    median, scale = reference(own, stored.model.fleet, np.array([shares[t] for t in at]).reshape(-1, 1))
+    z = deviations(sums.equipment_type, values, den, median[:, 0], scale[:, 0], sample_s)
     usable = own.usable[:, 0]
     u, scores = stored.model.normalised(z, usable), stored.model.score(z, usable)
     return Judged(ids, at, values, median[:, 0], z, u, usable, scores, high(scores, u, settings.score_threshold))
@@ -131,7 +168,7 @@ def cached_baselines(conn: psycopg.Connection, equipment_type: str, equipment_id
     found: dict[tuple[int, date], tuple] = {}
     if pairs:
         rows = conn.cursor(row_factory=tuple_row).execute("""
-            SELECT equipment_id, day, median, scale, known_days, history FROM wear_baselines
+            SELECT equipment_id, day, median, rest_median, scale, known_days, history FROM wear_baselines
              WHERE width_s = %(width_s)s AND day = ANY(%(days)s) AND equipment_id = ANY(%(ids)s)
                AND features = %(features)s""",
             {"ids": sorted({p[0] for p in pairs}), "days": sorted({p[1] for p in pairs}),
@@ -144,10 +181,11 @@ def cached_baselines(conn: psycopg.Connection, equipment_type: str, equipment_id
     f = len(names)
     rows = [found[(int(i), d)] for i, d in zip(equipment_ids.tolist(), days.astype(object).tolist(), strict=True)]
     median = np.array([r[0] for r in rows], dtype=float).reshape(-1, 1, f)
-    scale = np.array([r[1] for r in rows], dtype=float).reshape(-1, 1, f)
-    known = np.array([r[2] for r in rows], dtype=int).reshape(-1, 1, f)
-    history = np.array([r[3] for r in rows], dtype=bool).reshape(-1, 1)
-    return OwnBaseline(median, scale, known, history, usable_mask(history, known, settings.baseline_days))
+    rest_median = np.array([r[1] for r in rows], dtype=float).reshape(-1, 1, f)
+    scale = np.array([r[2] for r in rows], dtype=float).reshape(-1, 1, f)
+    known = np.array([r[3] for r in rows], dtype=int).reshape(-1, 1, f)
+    history = np.array([r[4] for r in rows], dtype=bool).reshape(-1, 1)
+    return OwnBaseline(median, rest_median, scale, known, history, usable_mask(history, known, settings.baseline_days))
 
 
 def _compute_baselines(conn: psycopg.Connection, equipment_type: str, pairs: list[tuple[int, date]],
@@ -158,7 +196,7 @@ def _compute_baselines(conn: psycopg.Connection, equipment_type: str, pairs: lis
     first_day = min(p[1] for p in pairs) - timedelta(days=span)
     end_day = max(p[1] for p in pairs)
     sums = daily_sums(conn, equipment_type, first_day, end_day, width_s=settings.width_s,
-                      time_zone=settings.time_zone, equipment_ids=ids)
+                      time_zone=settings.time_zone, trim=settings.trim_windows, equipment_ids=ids)
     table = day_table(sums, first_day, end_day)
     # Equipment without a single day known yet still gets a row on the grid (all unknown: no history).
     table = _with_rows(table, np.array(ids, dtype=np.int64))
@@ -172,12 +210,12 @@ def _compute_baselines(conn: psycopg.Connection, equipment_type: str, pairs: lis
     conn.execute("DELETE FROM wear_baselines WHERE width_s = %s AND day = ANY(%s) AND equipment_id = ANY(%s)",
                  (settings.width_s, targets, ids))
     result = {}
-    with conn.cursor().copy("COPY wear_baselines (equipment_id, width_s, day, features, median, scale, known_days,"
-                            " history) FROM STDIN") as copy:
+    with conn.cursor().copy("COPY wear_baselines (equipment_id, width_s, day, features, median, rest_median, scale,"
+                            " known_days, history) FROM STDIN") as copy:
         for equipment_id, day in pairs:
             i, j = row_of[equipment_id], col_of[day]
-            entry = (own.median[i, j].tolist(), own.scale[i, j].tolist(), own.known_days[i, j].tolist(),
-                     bool(own.history[i, j]))
+            entry = (own.median[i, j].tolist(), own.rest_median[i, j].tolist(), own.scale[i, j].tolist(),
+                     own.known_days[i, j].tolist(), bool(own.history[i, j]))
             result[(equipment_id, day)] = entry
             copy.write_row((equipment_id, settings.width_s, day, names, *entry))
     return result
@@ -189,7 +227,8 @@ def _with_rows(table: DayTable, ids: np.ndarray) -> DayTable:
         return table
     blank = np.full((len(extra), *table.values.shape[1:]), np.nan)
     return DayTable(table.equipment_type, np.concatenate([table.equipment_ids, extra]), table.first_day,
-                    np.concatenate([table.values, blank]), np.concatenate([table.den, np.zeros_like(blank)]))
+                    np.concatenate([table.values, blank]), np.concatenate([table.den, np.zeros_like(blank)]),
+                    np.concatenate([table.sample_s, np.full((len(extra), table.sample_s.shape[1]), np.nan)]))
 
 
 def score_ends(conn: psycopg.Connection, equipment_type: str, ends: Sequence[datetime], stored: StoredModel,
