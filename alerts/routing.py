@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import class_row
 
+from alerts.silences import in_force_sql
 from semon.vocabulary import SEVERITIES
 
 RECIPIENTS = ("firm", "use_unit", "district")
@@ -34,11 +35,22 @@ def routes(conn: psycopg.Connection) -> list[Route]:
                            " FROM alert_routes ORDER BY id").fetchall()
 
 
+def held_back_sql(alert: str, at: str) -> str:
+    """SQL: whether the alert row `alert` is held back from being told at `at` (docs/alert-handling.md): muted while
+    its muting alert is not resolved, silenced while its maintenance window is in force."""
+    return (f"(EXISTS (SELECT FROM alerts hm WHERE hm.id = {alert}.muted_by"
+            f" AND (hm.state <> 'resolved' OR hm.resolved_at > {at}))"
+            f" OR EXISTS (SELECT FROM silences hs WHERE hs.id = {alert}.silence_id AND {in_force_sql('hs', at)}))")
+
+
 def queue_sql(changes: str) -> str:
     """An INSERT that queues one outbox row per alert change, matching route and existing recipient.
 
     `changes` names a relation (a CTE or a table) with the columns alert_id, reminder_id, equipment_id, event,
-    severity (NULL for reminders), source and at (when it happened; the row is due for delivery then)."""
+    severity (NULL for reminders), source and at (when it happened; the row is due for delivery then).
+    A change of an alert that a standing mark holds back is not queued (docs/alert-handling.md): muted_by while the
+    muting alert is not resolved at `at`, silence_id while its window is in force at `at`. The writer of a new alert
+    leaves it out itself when it marks it: the row its own statement writes is not visible here."""
     recipient_id = ("CASE r.recipient WHEN 'firm' THEN e.firm_id WHEN 'use_unit' THEN e.use_unit_id"
                     " ELSE e.district_id END")
     return f"""
@@ -56,4 +68,25 @@ SELECT c.alert_id, c.reminder_id, c.event, r.recipient,
    AND (r.min_severity IS NULL
         OR array_position({_SEVERITY_ORDER}, c.severity) <= array_position({_SEVERITY_ORDER}, r.min_severity)
         OR (r.when_no_firm AND e.firm_id IS NULL))
- WHERE {recipient_id} IS NOT NULL"""
+ WHERE {recipient_id} IS NOT NULL
+   AND NOT EXISTS (SELECT FROM alerts qa WHERE qa.id = c.alert_id AND {held_back_sql("qa", "c.at")})"""
+
+
+def escalation_queue_sql(reached: str) -> str:
+    """An INSERT that queues one 'escalated' outbox row per recipient of a reached escalation stage that the
+    equipment has (docs/escalation.md): the chain names the recipients, not alert_routes.
+
+    `reached` names a relation with the columns alert_id, equipment_id, recipient, contact_role, escalation_stage
+    and at."""
+    return f"""
+INSERT INTO notifications (alert_id, event, recipient, firm_id, use_unit_id, district_id, contact_role,
+                           escalation_stage, created_at, next_attempt_at)
+SELECT s.alert_id, 'escalated', s.recipient,
+       CASE WHEN s.recipient = 'firm' THEN e.firm_id END,
+       CASE WHEN s.recipient = 'use_unit' THEN e.use_unit_id END,
+       CASE WHEN s.recipient = 'district' THEN e.district_id END,
+       s.contact_role, s.escalation_stage, s.at, s.at
+  FROM {reached} s
+  JOIN equipment e ON e.id = s.equipment_id
+ WHERE CASE s.recipient WHEN 'firm' THEN e.firm_id WHEN 'use_unit' THEN e.use_unit_id ELSE e.district_id END
+       IS NOT NULL"""

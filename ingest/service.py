@@ -27,6 +27,8 @@ from semon.db import DatabaseUnavailable, connect, redact
 from semon.tls import endpoint
 from semon.vocabulary import TOPIC_ROOT
 
+ALERTS_TOPIC_PREFIX = f"{TOPIC_ROOT}/alerts/"
+
 log = logging.getLogger(__name__)
 paho_properties.install()
 # MQTT 5 caps Receive Maximum at 65535 unacknowledged messages.
@@ -115,6 +117,10 @@ class Ingester:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(ALERTS_TOPIC_PREFIX):
+            # semon's own alerts out (docs/delivery.md), not a monitor's message: nothing to store or dead-letter.
+            client.ack(message.mid, message.qos)
+            return
         if self.buffer.qsize() >= self.window and not self.stopping.is_set():
             self._wait_for_room()
         self.buffer.put(Received(self._generation, message.mid, message.qos, message.topic, message.payload,

@@ -11,6 +11,12 @@ from datetime import UTC, datetime
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from alerts.channels import channels_from_config
+from alerts.delivery import deliver
+from alerts.delivery import settings_from_config as delivery_settings
+from alerts.escalation import escalate
+from alerts.reminders import remind_unacknowledged
+from alerts.reminders import settings_from_config as reminder_settings
 from models.compliance import rules_from_config, scan_compliance
 from models.fault_events import fault_labels, fault_severities
 from models.figures import record_daily_figures
@@ -82,6 +88,8 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
     windows = rollup_settings(config)
     wear = wear_settings(config)
     wear_models = ModelCache()  # each model version is read from the database once
+    delivery, delivery_channels = delivery_settings(config), channels_from_config(config)
+    reminders = reminder_settings(config)
     return {
         "presence": (lambda conn, now: presence_job(conn, now, silence), config.scheduler_interval_s),
         # Dwells of the telemetry rules that a quiet monitor leaves running (docs/rules.md).
@@ -100,6 +108,12 @@ def job_table(config: Config) -> dict[str, tuple[Job, float]]:
         "wear_train": (own_transactions(lambda conn, now: train_job(conn, now, wear)), config.wear_train_interval_s),
         "wear_score": (lambda conn, now: score_job(conn, now, wear, windows, wear_models),
                        config.wear_score_interval_s),
+        # The notifications outbox to contacts (docs/delivery.md): sends outside its claiming transactions.
+        "delivery": (own_transactions(lambda conn, now: deliver(conn, now, delivery, delivery_channels)),
+                     config.delivery_interval_s),
+        # Escalation stages and reminders of unacknowledged alerts fall due with time alone (docs/escalation.md).
+        "escalation": (escalate, config.scheduler_interval_s),
+        "alert_reminders": (lambda conn, now: remind_unacknowledged(conn, now, reminders), config.scheduler_interval_s),
     }
 
 

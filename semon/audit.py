@@ -1,6 +1,6 @@
-"""The audit log: every change to the registry, users and tokens (and to alerts, once the web app changes them), with
-who made it, when, and the row before and after (docs/access.md). Written in the change's own transaction, so that a
-change and its entry are kept or lost together."""
+"""The audit log: every change people make to the registry, users, tokens, alerts, maintenance windows, escalation
+chains and contacts, with who made it, when, and the row before and after (docs/access.md). Written in the change's
+own transaction, so that a change and its entry are kept or lost together."""
 
 from __future__ import annotations
 

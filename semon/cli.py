@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from alerts import store as alert_store
 from semon.check_monitor import check_monitor_cmd
 from semon.config import SETTINGS_BY_NAME, Config, ConfigError, load_config
 from semon.db import DatabaseUnavailable, create_database, database_name, redact
@@ -34,6 +35,7 @@ class _Context:
         if self._config is None:
             self._config = load_config(self.path)
             _setup_logging(self._config)
+            alert_store.configure(self._config)  # every process that raises alerts starts here
         return self._config
 
 
@@ -275,6 +277,19 @@ def demo(ctx: _Context) -> None:
     from semon.demo import run_demo
 
     run_demo(ctx.config, ctx.path)
+
+
+@cli.command()
+@click.option("--webhook-port", type=int, default=8025, show_default=True, help="the webhook receiver's port")
+@click.option("--smtp-port", type=int, default=8026, show_default=True, help="the SMTP server's port")
+@click.option("--secret", default="", help="check webhook signatures with this secret")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("var/received"), show_default=True,
+              help="where what arrives is written: webhook.jsonl and mail/*.eml")
+def receivers(webhook_port: int, smtp_port: int, secret: str, directory: Path) -> None:
+    """Run a local webhook receiver and SMTP server that keep every alert message sent to them (docs/delivery.md)."""
+    from alerts.receivers import run_receivers
+
+    run_receivers(webhook_port, smtp_port, secret, directory)
 
 
 cli.add_command(dead_letters)  # semon/dead_letters.py

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from semon.vocabulary import SEVERITIES
+
 
 class ConfigError(Exception):
     """A setting is missing, unknown or has a value that cannot be used."""
@@ -107,6 +109,17 @@ def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
         if text not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return text
+
+    return parse
+
+
+def _parse_choices(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(i.strip() for i in text.split(",") if i.strip()))
+        wrong = [i for i in items if i not in choices]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: each must be one of {', '.join(choices)} (comma-separated)")
+        return items
 
     return parse
 
@@ -230,6 +243,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rule_repeat_dedup_s", 600.0,
             "a transient fault that recurs within this many seconds of clearing is a repeat of the same alert",
             _parse_non_negative_float),
+    Setting("alert_reopen_within_s", 3600.0,
+            "an alert whose (equipment, kind) recurs within this many seconds of its resolution is reopened rather "
+            "than raised anew (docs/alert-handling.md)", _parse_non_negative_float),
     Setting("rule_silence_s", 180.0,
             "a dwell does not span a gap this long between samples (entrapment and stop outside the door zone do)",
             _parse_positive_float),
@@ -335,6 +351,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("risk_medium_score", 25,
             "an equipment with at least this risk score, and below risk_high_score, is medium risk (中风险)",
             _parse_positive_int),
+    # Firm ratings (models/ratings.py, docs/ratings.md): 维保单位信用评价 per firm and month.
+    Setting("rating_ack_minutes", 3, "an alert is answered in time when the firm responds within this many minutes "
+            "of its first_seen (docs/ratings.md)", _parse_positive_int),
+    Setting("rating_arrival_minutes", 30, "an entrapment is reached in time when a technician is on site within this "
+            "many minutes of its first_seen", _parse_positive_int),
+    Setting("rating_weights", "ack=25 arrival=30 alerts=15 maintenance=20 inspection=10",
+            "the weight of each part of a firm's score", str),
+    Setting("rating_alerts_per_100_zero", 50.0, "alerts per 100 units in a month at which that part of the score is 0",
+            _parse_positive_float),
+    Setting("rating_overdue_rate_zero", 0.2,
+            "an overdue rate (超期未维保率, 超期未检率) at which its part of the score is 0", _parse_positive_float),
+    Setting("rating_grades", "A=90 B=75 C=60", "the lowest score of grades A, B and C; below C is D", str),
     # The wear models (models/wear/, docs/wear.md): each equipment against its own normal, one model per type.
     Setting("wear_train_interval_s", 86400.0, "how often the wear models are trained on the stored windows "
             "(docs/wear.md)", _parse_positive_float),
@@ -357,6 +385,47 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wear_detector", "fleet_zscore", "the fleet model: fleet_zscore, robust_covariance, isolation_forest "
             "or zscore (docs/wear.md)",
             _parse_choice(("fleet_zscore", "robust_covariance", "isolation_forest", "zscore"))),
+    # Delivery of the notifications outbox (alerts/delivery.py, docs/delivery.md).
+    Setting("delivery_interval_s", 2.0, "how often the delivery job resolves, groups and sends notifications",
+            _parse_positive_float),
+    Setting("delivery_group_wait_s", 30.0, "new alerts that are not critical wait this long for others to the same "
+            "contact, and go out together in one message", _parse_non_negative_float),
+    Setting("delivery_group_interval_s", 300.0, "a contact gets at most one grouped (not critical) message this often",
+            _parse_non_negative_float),
+    Setting("delivery_max_attempts", 8, "tries of one message before it is marked failed (shown on the deliveries "
+            "page)", _parse_positive_int),
+    Setting("delivery_backoff_s", 15.0, "wait after the first failed try; each further one doubles it",
+            _parse_positive_float),
+    Setting("delivery_backoff_max_s", 1800.0, "the longest wait between tries", _parse_positive_float),
+    Setting("delivery_lease_s", 120.0, "a sender's claim on a message lapses after this long, so that a crashed "
+            "sender's messages are sent by another", _parse_positive_float),
+    Setting("delivery_timeout_s", 10.0, "seconds a channel may take to answer one send", _parse_positive_float),
+    Setting("delivery_batch_size", 200, "most messages claimed at once; fewer when delivery_workers could not send "
+            "them within delivery_lease_s", _parse_positive_int),
+    Setting("delivery_workers", 8, "messages sent at the same time by one delivery job", _parse_positive_int),
+    Setting("delivery_robot_per_minute", 20, "most messages per minute to one DingTalk or WeCom robot; more are "
+            "combined into one message", _parse_positive_int),
+    Setting("web_public_url", "http://127.0.0.1:8000", "the web app's address as the receivers of alerts reach it: "
+            "messages link to <this>/alerts/<id>", _parse_url(("http", "https"))),
+    Setting("smtp_host", "", "SMTP server of the e-mail channel; empty: no e-mail is sent (it waits and is retried)",
+            str),
+    Setting("smtp_port", 587, "its port", _parse_port),
+    Setting("smtp_security", "starttls", "starttls, tls (implicit TLS, port 465) or none (a local relay only)",
+            _parse_choice(("starttls", "tls", "none"))),
+    Setting("smtp_username", "", "SMTP account; empty: no login", str),
+    Setting("smtp_password", "", "its password (SEMON_SMTP_PASSWORD)", str),
+    Setting("smtp_from", "semon@localhost", "From address of alert e-mails", str),
+    Setting("smtp_tls_ca_file", "", "CA certificate the SMTP server's is checked against; empty: the system's CAs",
+            str),
+    Setting("sms_gateway_url", "", "URL of the SMS gateway's adapter (docs/delivery.md); empty: no SMS is sent",
+            lambda text: text and _parse_url(("http", "https"))(text)),
+    Setting("sms_gateway_secret_key", "", "key that signs requests to the SMS gateway (SEMON_SMS_GATEWAY_SECRET_KEY)",
+            str),
+    # Reminders of unacknowledged alerts (alerts/reminders.py, docs/escalation.md).
+    Setting("alert_reminder_interval_s", 600.0, "an alert nobody has acknowledged is told again this often, whether "
+            "or not new data arrives (docs/escalation.md)", _parse_positive_float),
+    Setting("alert_reminder_severities", ("critical", "high"), "the severities whose unacknowledged alerts are "
+            "reminded, comma-separated; empty: none", _parse_choices(SEVERITIES)),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

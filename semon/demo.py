@@ -17,7 +17,9 @@ from semon.db import connect, redact
 from semon.migrate import migrate
 from semon.registry.importer import import_records_csv, import_registry_csv
 
-PARTS = ("ingest", "scheduler", "web", "simulate")
+PARTS = ("receivers", "ingest", "scheduler", "web", "simulate")
+# The demo's local receivers of alert messages (semon receivers, docs/delivery.md).
+WEBHOOK_PORT, SMTP_PORT = 8025, 8026
 STATUS_EVERY_S = 30
 
 
@@ -87,6 +89,9 @@ def run_demo(config: Config, config_path: str | None) -> None:
     print(f"demo records: {import_records_csv(config, records_path(registry))}", flush=True)
     made = demo_users(config)
     accounts = _mqtt_accounts(config)
+    received = var / "received"
+    webhook_port, smtp_port = _port(WEBHOOK_PORT), _port(SMTP_PORT)
+    accounts = _deliver_locally(config, accounts, received, webhook_port, smtp_port)
 
     # Ctrl-C and SIGTERM both mean "stop cleanly": the parts run in their own sessions and only we stop them.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -98,6 +103,9 @@ def run_demo(config: Config, config_path: str | None) -> None:
         for part in PARTS:
             logs[part] = (var / f"{part}.log").open("a", encoding="utf-8")
             args = base + [part] + (["--scenario", "demo"] if part == "simulate" else [])
+            if part == "receivers":
+                args += ["--webhook-port", str(webhook_port), "--smtp-port", str(smtp_port), "--secret",
+                         DEMO_WEBHOOK_SECRET, "--dir", str(received)]
             # Own sessions: Ctrl-C reaches only us, and we stop the parts in an order that loses nothing.
             children[part] = subprocess.Popen(args, stdout=logs[part], stderr=subprocess.STDOUT,
                                               start_new_session=True, env={**os.environ, **accounts.get(part, {})})
@@ -111,6 +119,8 @@ semon demo is running. Look at:
   database       {redact(config.database_url)}
   MQTT broker    {redact(config.mqtt_url)}   (topics sem/v1/#; a monitor's account: semon monitors provision CODE)
   logs           {var}/{{{','.join(PARTS)}}}.log
+  alerts sent    {received}/webhook.jsonl (webhook, http://127.0.0.1:{webhook_port}/hook) and {received}/mail/*.eml
+                 (SMTP 127.0.0.1:{smtp_port}); contacts, routes and failed messages at {url}/contacts
 {_logins(url, made)}
 Press Ctrl-C to stop.
 """, flush=True)
@@ -151,13 +161,51 @@ def _mqtt_accounts(config: Config) -> dict[str, dict[str, str]]:
             "simulate": {"SEMON_SIMULATE_MQTT_USERNAME": simulator, "SEMON_SIMULATE_MQTT_PASSWORD": simulate.password}}
 
 
+DEMO_WEBHOOK_SECRET = "semon-demo-webhook"
+
+
+def _port(preferred: int) -> int:
+    """`preferred` if it is free on 127.0.0.1, else a free one."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _deliver_locally(config: Config, accounts: dict[str, dict[str, str]], received: Path, webhook_port: int,
+                     smtp_port: int) -> dict[str, dict[str, str]]:
+    """Give every firm and district of the demo a webhook and an e-mail contact on the local receivers, and the
+    scheduler the local SMTP server: the demo delivers its alerts where README.md says to look."""
+    hook = f"http://127.0.0.1:{webhook_port}/hook"
+    with connect(config.database_url, autocommit=True, time_zone=config.time_zone) as conn:
+        # The receiver's port may differ from the last run's.
+        conn.execute("UPDATE contacts SET address = %s WHERE channel = 'webhook' AND secret = %s",
+                     (hook, DEMO_WEBHOOK_SECRET))
+        if conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 0:
+            for column, table in (("firm_id", "maintenance_firms"), ("use_unit_id", "use_units"),
+                                  ("district_id", "districts")):
+                conn.execute(f"INSERT INTO contacts ({column}, name, role, channel, address, secret)"
+                             f" SELECT id, '值班 duty', %s, 'webhook', %s, %s FROM {table}",
+                             ("duty" if column == "firm_id" else "inspector", hook, DEMO_WEBHOOK_SECRET))
+                conn.execute(f"INSERT INTO contacts ({column}, name, role, channel, address)"
+                             f" SELECT id, '邮件 e-mail', %s, 'email', 'duty-' || id || '@' || %s FROM {table}",
+                             ("duty" if column == "firm_id" else "inspector", f"{table.replace('_', '-')}.demo"))
+    received.mkdir(parents=True, exist_ok=True)
+    smtp = {"SEMON_SMTP_HOST": "127.0.0.1", "SEMON_SMTP_PORT": str(smtp_port), "SEMON_SMTP_SECURITY": "none"}
+    return {**accounts, "scheduler": {**accounts.get("scheduler", {}), **smtp}}
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
 def _stop(children: dict[str, subprocess.Popen]) -> None:
     # The simulator first, so that the ingester stores what was published before it flushes and exits.
-    for part in ("simulate", "ingest", "scheduler", "web"):
+    for part in ("simulate", "ingest", "scheduler", "web", "receivers"):
         child = children.get(part)
         if child is None or child.poll() is not None:
             continue

@@ -94,8 +94,9 @@ def acl_topics(account: Account) -> list[tuple[str, str]]:
         # Its own topics only, any channel: a wrong channel still reaches the dead letters with its reason.
         return [("write", f"{TOPIC_ROOT}/{account.equipment_type}/{account.code}/#")]
     if account.role == "ingester":
-        # semon/ingest/...: the ingester's stop barrier (ingest/service.py).
-        return [("read", f"{TOPIC_ROOT}/#"), ("write", "semon/ingest/#")]
+        # semon/ingest/...: the ingester's stop barrier (ingest/service.py); sem/v1/alerts/...: alerts delivered
+        # over MQTT by the scheduler with this account (docs/delivery.md).
+        return [("read", f"{TOPIC_ROOT}/#"), ("write", "semon/ingest/#"), ("write", f"{TOPIC_ROOT}/alerts/#")]
     if account.role == "simulator":
         return [("write", f"{TOPIC_ROOT}/#")]
     raise ValueError(f"unknown role {account.role!r}")

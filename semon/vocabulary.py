@@ -12,7 +12,7 @@ TOPIC_ROOT = "sem/v1"
 
 # Most severe first; the hazards page and routing sort on this order.
 SEVERITIES = ("critical", "high", "medium", "low")
-ALERT_STATES = ("open", "acknowledged", "resolved")
+ALERT_STATES = ("open", "acknowledged", "on_site", "resolved")  # docs/alert-handling.md
 # Who raised an alert (docs/alerts.md): the monitor, a rule on its telemetry, a wear model, the compliance scan,
 # the presence job.
 ALERT_SOURCES = ("device", "rule", "anomaly", "compliance", "presence")

@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 # Reference data that migrations seed; everything else is emptied between tests.
 KEEP_TABLES = {"fault_codes", "schema_migrations"}
 # Seeded by migrations too, but tests change them: emptied and seeded again as the migrations left them.
-RESEEDED_TABLES = ("alert_routes",)
+RESEEDED_TABLES = ("alert_routes", "escalation_chains", "escalation_stages", "escalation_recipients",
+                   "inhibition_rules")
 
 
 def free_port() -> int:

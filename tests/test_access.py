@@ -7,6 +7,7 @@ and nothing of the registry, users or tokens changes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,10 @@ WATCHED = {
     "districts": "SELECT * FROM districts ORDER BY id",
     "use_units": "SELECT * FROM use_units ORDER BY id",
     "alerts": "SELECT * FROM alerts ORDER BY id",
+    "alert_steps": "SELECT * FROM alert_steps ORDER BY id",
+    "silences": "SELECT * FROM silences ORDER BY id",
+    "inspections": "SELECT * FROM inspections ORDER BY id",
+    "maintenance_records": "SELECT * FROM maintenance_records ORDER BY id",
     "users": "SELECT id, username, role, password_hash, disabled, session_generation FROM users"
              " WHERE username <> %(walker)s ORDER BY id",
     "alpha_tokens": "SELECT t.* FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.username = 'alpha-user'",
@@ -52,6 +57,8 @@ def add_party(db: psycopg.Connection, party: dict[str, str]) -> None:
     firm_id = db.execute("SELECT firm_id FROM equipment WHERE id = %s", (eid,)).fetchone()["firm_id"]
     db.execute("INSERT INTO alerts (equipment_id, kind, source, severity, firm_id, first_seen, last_seen, message)"
                " VALUES (%s, 'entrapment', 'device', 'critical', %s, now(), now(), %s)", (eid, firm_id, party["alert"]))
+    db.execute("INSERT INTO silences (equipment_id, reason, ends_at)"
+               " VALUES (%s, 'lift upgrade', now() + interval '1 day')", (eid,))
     db.execute("INSERT INTO inspections (equipment_id, kind, performed_on) VALUES (%s, 'periodic_inspection',"
                " current_date - 400)", (eid,))
     db.execute("INSERT INTO maintenance_records (equipment_id, firm_id, performed_on) VALUES (%s, %s,"
@@ -73,7 +80,9 @@ def two_firms(db: psycopg.Connection) -> int:
 
 def segment_values(rule: Rule, token_id: int) -> Iterator[dict[str, str]]:
     """The first firm's values for the rule's path segments: one set per registry list for <kind>."""
-    own = {"code": ALPHA["code"], "username": ALPHA["user"], "token_id": str(token_id), "filename": "style.css"}
+    # The first party's alert and maintenance window are the first of each (the tables restart their ids).
+    own = {"code": ALPHA["code"], "username": ALPHA["user"], "token_id": str(token_id), "filename": "style.css",
+           "alert_id": "1", "silence_id": "1"}
     kinds = KIND_NAMES if "kind" in rule.arguments else {"": ""}
     for kind, name in kinds.items():
         yield {arg: own.get(arg, ALPHA["code"]) for arg in rule.arguments} | (
@@ -98,17 +107,32 @@ def methods(rule: Rule) -> list[str]:
     return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
 
 
-def leaked(response: Any, url: str) -> list[str]:
-    """The first firm's markers in the answer, but for what its URL asked for: an error, a redirect's next or a
-    filter form may echo that back (a row of the first firm's would hold others: its address, firm, district)."""
+def leaked(response: Any, url: str, sent: dict[str, Any] | None = None) -> list[str]:
+    """The first firm's markers in the answer, but for what its URL (or the form it `sent`) asked for: an error, a
+    redirect's next or a form may echo that back (a row of the first firm's would hold others: its address, firm,
+    district)."""
     body = response.get_data(as_text=True)
-    asked = unquote(url)
+    asked = unquote(url) + " ".join(str(v) for v in (sent or {}).values())
     return [m for m in MARKERS if m in body and m not in asked]
+
+
+# What the alert, maintenance-window and record forms and APIs would accept for the first party.
+HANDLING_FIELDS = {"comment": "taken over", "assigned_to": ALPHA["user"], "equipment": ALPHA["code"],
+                   "reason": "taken over", "ends_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
+                   "check": "maintenance", "date": dt.date.today().isoformat(), "result": "pass"}
 
 
 def api_body(url: str) -> dict[str, Any]:
     """A body the write would accept from a user who may write: it must be refused for who is asking, not for what."""
     path = unquote(url.partition("?")[0])
+    if path.startswith("/api/alerts/"):
+        return {"assigned_to": ALPHA["user"]} if path.endswith("/assign") else {"comment": "taken over"}
+    if path == "/api/silences":
+        return {k: HANDLING_FIELDS[k] for k in ("equipment", "reason", "ends_at")}
+    if path.startswith("/api/silences/"):
+        return {}
+    if path.endswith("/records"):
+        return {k: HANDLING_FIELDS[k] for k in ("check", "date", "result")}
     if path.startswith("/api/registry/equipment/"):
         return {"address": "taken over"}
     if path == "/api/registry/equipment":
@@ -162,11 +186,11 @@ def test_a_user_of_another_party_sees_and_changes_nothing_of_the_first_firm_on_a
             response = writer.open(url, method=method, json=api_body(url))
         else:
             csrf = _CSRF.search(writer.get("/tokens").get_data(as_text=True)).group(1)
-            response = writer.open(url, method=method, data={
-                "csrf_token": csrf, "name": "beta's token", "username": "intruder", "role": "admin",
-                "password": "a long password", "firm": ALPHA["firm"]})
+            sent = {"csrf_token": csrf, "name": "beta's token", "username": "intruder", "role": "admin",
+                    "password": "a long password", "firm": ALPHA["firm"]} | HANDLING_FIELDS
+            response = writer.open(url, method=method, data=sent)
         assert response.status_code < 500, f"{method} {url}: {response.status_code}"
-        assert leaked(response, url) == [], f"{method} {url}"
+        assert leaked(response, url, sent if not url.startswith("/api/") else api_body(url)) == [], f"{method} {url}"
         walked += 1
 
     assert snapshot(db, username) == before

@@ -41,7 +41,7 @@ def test_a_repeat_counts_on_the_one_open_alert(db):
     assert alert["firm_id"] is not None
     resolve_alert(db, equipment_id=eid, kind="entrapment", resolved_at=NOW + timedelta(minutes=5))
     raise_alert(db, equipment_id=eid, kind="entrapment", source="device", severity="critical",
-                message="trapped again", seen_at=NOW + timedelta(hours=1))
+                message="trapped again", seen_at=NOW + timedelta(hours=2))  # after alert_reopen_within_s
     assert [a["state"] for a in alerts(db)] == ["resolved", "open"]
     events = [r["event"] for r in db.execute("SELECT event FROM notifications WHERE recipient = 'firm' ORDER BY id")]
     assert events == ["raised", "repeated", "resolved", "raised"]
@@ -107,7 +107,7 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
     now = datetime.now(UTC)
     jobs = job_table(config)
     assert set(jobs) == {"presence", "rule_expiry", "compliance", "compliance_daily", "rollup", "wear_train",
-                         "wear_score"}
+                         "wear_score", "escalation", "alert_reminders", "delivery"}
     overdue = register_equipment(db, "EL-C1", install_date="2020-01-01")
     db.execute("INSERT INTO inspections (equipment_id, performed_on) VALUES (%s, current_date - 400)", (overdue,))
     silent = register_equipment(db, "EL-C2")
@@ -122,9 +122,14 @@ def test_each_scheduled_job_does_its_work_under_its_lock(config, db):
     assert results["wear_train"] == {"elevator": None, "escalator": None, "boiler": None}  # nothing to train on
     nothing = {"scored": 0, "raised": 0, "resolved": 0}
     assert results["wear_score"] == {"elevator": nothing, "escalator": nothing, "boiler": nothing}  # no model yet
+    assert (results["escalation"], results["alert_reminders"]) == (0, 0)  # nothing critical, nothing waited for
     kinds = {(a["equipment_id"], a["kind"], a["source"]) for a in alerts(db)}
     assert {(overdue, "overdue:periodic_inspection", "compliance"), (silent, "offline", "presence")} <= kinds
     assert db.execute("SELECT in_use FROM compliance_daily WHERE day = current_date").fetchone()["in_use"] == 2
+    # Delivery took the outbox the other jobs filled: nobody of these parties has a contact or an e-mail.
+    unreached = db.execute("SELECT count(*) AS n FROM notifications WHERE status = 'failed'"
+                           " AND last_error LIKE 'no contact%'").fetchone()["n"]
+    assert results["delivery"].no_contact == unreached > 0
 
 
 def test_the_migration_renames_open_alerts_of_the_old_overdue_kind(db):

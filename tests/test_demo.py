@@ -38,7 +38,8 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
     port = free_port()
     env = {**os.environ, "SEMON_DATABASE_URL": config.database_url, "SEMON_MQTT_URL": own_broker.url,
            "SEMON_WEB_PORT": str(port), "SEMON_VAR": str(tmp_path), "SEMON_SCHEDULER_INTERVAL_S": "1",
-           "SEMON_COMPLIANCE_INTERVAL_S": "5", "SEMON_MQTT_CLIENT_ID": "semon-demo-test"}
+           "SEMON_COMPLIANCE_INTERVAL_S": "5", "SEMON_MQTT_CLIENT_ID": "semon-demo-test",
+           "SEMON_DELIVERY_GROUP_WAIT_S": "2"}
     demo = subprocess.Popen([sys.executable, "-m", "semon.cli", "demo"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -63,6 +64,10 @@ def test_demo_serves_the_fleet_and_open_hazards_and_stops_on_ctrl_c(config, db, 
         wait_until(lambda: any("rule" in h["sources"]
                                for h in (get_json(f"{base}/api/hazards?limit=1000", token) or {}).get("items", [])),
                    timeout=120, message="a fault derived from telemetry among the hazards")
+        # The demo delivers its alerts to the local receivers it starts (docs/delivery.md).
+        received = tmp_path / "demo" / "received"
+        wait_until(lambda: (received / "webhook.jsonl").is_file() and list((received / "mail").glob("*.eml")),
+                   timeout=120, message="alert messages at the demo's webhook receiver and SMTP server")
     finally:
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=60)

@@ -315,6 +315,7 @@ topic write sem/v1/elevator/EL-D1-0001/#
 user semon-ingest
 topic read sem/v1/#
 topic write semon/ingest/#
+topic write sem/v1/alerts/#
 
 user semon-simulator
 topic write sem/v1/#

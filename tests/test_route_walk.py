@@ -37,7 +37,8 @@ HOSTILE = (
 RAW = ("%ZZ", "%C3%28", "%", "%E4%B8", "%FF", "a%2")
 # A valid value for each path segment, so that the other segments reach the view.
 VALID_SEGMENT = {"code": "EL-1", "kind": "firms", "name": "Beta Lift / North", "filename": "style.css",
-                 "username": ADMIN_USERNAME, "token_id": "1"}
+                 "username": ADMIN_USERNAME, "token_id": "1", "alert_id": "1", "silence_id": "1",
+                 "contact_id": "1", "route_id": "1", "message_id": "1"}
 _SEGMENT = re.compile(r"<(?:[^<>:]+:)?([a-z_]+)>")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 

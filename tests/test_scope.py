@@ -77,6 +77,10 @@ URLS: dict[str, list[str]] = {
                            "/api/equipment.csv?type=elevator"],
     "/api/equipment/<code>": [f"/api/equipment/{c}" for c in _CODES],
     "/hazards": ["/hazards", f"/hazards?firm={FIRM_A}", "/hazards?severity=critical"],
+    "/alerts/<int:alert_id>": [f"/alerts/{n}" for n in range(1, 2 * len(FLEET) + 1)],
+    "/api/alerts/<int:alert_id>": [f"/api/alerts/{n}" for n in range(1, 2 * len(FLEET) + 1)],
+    "/silences": ["/silences", "/silences?ended=yes"],
+    "/api/silences": ["/api/silences", "/api/silences?ended=yes"],
     "/api/hazards": ["/api/hazards", f"/api/hazards?district={D2}", "/api/hazards?limit=2&offset=1",
                      "/api/hazards?state=resolved"],
     "/compliance": ["/compliance", f"/compliance?district={D1}", f"/compliance?firm={FIRM_B}&status=overdue",
@@ -98,6 +102,11 @@ URLS: dict[str, list[str]] = {
     "/risk": ["/risk", f"/risk?district={D1}", f"/risk?firm={FIRM_B}", "/risk?level=low&limit=2&offset=1"],
     "/api/risk": ["/api/risk", f"/api/risk?district={D2}", "/api/risk?type=elevator&limit=2", "/api/risk?level=high"],
     "/api/risk.csv": ["/api/risk.csv", f"/api/risk.csv?firm={FIRM_A}", "/api/risk.csv?type=elevator"],
+    "/ratings": ["/ratings", f"/ratings?district={D1}", "/ratings?grade=A&limit=1"],
+    "/api/ratings": ["/api/ratings", f"/api/ratings?district={D2}", "/api/ratings?limit=1&offset=1"],
+    "/api/ratings.csv": ["/api/ratings.csv", f"/api/ratings.csv?district={D1}"],
+    "/ratings/<path:name>": [f"/ratings/{f}" for f in (FIRM_A, FIRM_B)],
+    "/api/ratings/<path:name>": [f"/api/ratings/{f}?months=2" for f in (FIRM_A, FIRM_B)],
     "/api/registry/equipment": ["/api/registry/equipment", f"/api/registry/equipment?firm={FIRM_B}",
                                 "/api/registry/equipment?type=elevator&limit=1&offset=1"],
     "/api/registry/equipment/<code>": [f"/api/registry/equipment/{c}" for c in _CODES],
@@ -111,7 +120,7 @@ URLS: dict[str, list[str]] = {
 NOT_EQUIPMENT = {"/healthz", "/static/<path:filename>", "/api/fault-codes", "/schemas/", "/schemas/<filename>",
                  "/login", "/tokens"}
 # GET routes only administrators, who see everything, may use: not narrowed (the audit log's rows are registry rows).
-ADMINS_ONLY = {"/users", "/audit", "/api/audit.csv"}
+ADMINS_ONLY = {"/users", "/audit", "/api/audit.csv", "/escalation", "/contacts"}
 
 
 def build_fleet(db: psycopg.Connection) -> dict[str, int]:
@@ -132,6 +141,8 @@ def build_fleet(db: psycopg.Connection) -> dict[str, int]:
         db.execute("INSERT INTO equipment_state (equipment_id, status, status_changed_at, last_seen, last_values)"
                    " VALUES (%s, 'online', now() - interval '3 days', now() - %s * interval '1 day', '{}')",
                    (eid, 2 * (n % 2)))
+        db.execute("INSERT INTO silences (equipment_id, reason, starts_at, ends_at) VALUES (%s, %s,"
+                   " now() - interval '1 hour', now() + interval '1 day')", (eid, f"upgrade of {code}"))
         for alert_kind, severity in (("entrapment" if kind != "boiler" else "overpressure", "critical"),
                                      ("overdue:periodic_inspection", "medium")):
             db.execute("INSERT INTO alerts (equipment_id, kind, source, severity, firm_id, first_seen, last_seen)"
@@ -164,8 +175,10 @@ def answer(client: FlaskClient, url: str) -> tuple[int, str, Any]:
     """(status, mimetype, body) of a GET, the body parsed from JSON, with the moment of the answer left out."""
     response = client.get(url)
     body: Any = response.get_data(as_text=True)
-    # The site header names who is signed in, and what the role may use: not part of the answer compared.
+    # The site header names who is signed in, and what the role may use: not part of the answer compared; nor are
+    # the forms of what the role may do (each with its session's CSRF token), marked <!-- act --> in the pages.
     body = re.sub(r'<header class="site">.*?</header>', "", body, flags=re.DOTALL)
+    body = re.sub(r"<!-- act -->.*?<!-- /act -->", "", body, flags=re.DOTALL)
     if response.mimetype == "application/json":
         body = json.loads(body)
         if isinstance(body, dict):

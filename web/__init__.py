@@ -13,21 +13,26 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from semon.config import Config
 from web import (
+    alerts,
     audit,
     auth,
     compliance,
+    contacts,
     db,
     equipment,
     errors,
+    escalation,
     faultcodes,
     formatting,
     hazards,
     health,
     jsonapi,
     params,
+    ratings,
     registry,
     risk,
     schemas,
+    silences,
     tokens,
     users,
 )
@@ -45,14 +50,19 @@ def create_app(config: Config) -> Flask:
     auth.register(app)
     app.register_blueprint(equipment.bp)
     app.register_blueprint(hazards.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(silences.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(registry.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(faultcodes.bp)
     app.register_blueprint(risk.bp)
+    app.register_blueprint(ratings.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(contacts.bp)  # contacts and routing, for administrators (docs/delivery.md)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(escalation.bp)
     app.register_blueprint(schemas.bp)  # the vendors' payload schemas, open without signing in
     return app
 

@@ -17,22 +17,23 @@ from semon.users import ADMIN, FIRM, INSPECTOR, USE_UNIT, User, scope_of
 
 SCOPE_CONFIG = "SEMON_SCOPE"
 
-# The actions. Acting on alerts, recording maintenance and annotating have no route yet: the roles that may do them
-# are named here so that a route added for them only has to say which action it is.
+# The actions. Annotating has no route yet: the roles that may do it are named here so that a route added for it only
+# has to say which action it is.
 VIEW = "view"                          # equipment, alerts, the registry, fault codes: within the scope
 VIEW_FIGURES = "view_figures"          # compliance figures and planning lists, the risk ranking: within the scope
 EDIT_REGISTRY = "edit_registry"        # create and change registry entries
-ACT_ON_ALERTS = "act_on_alerts"        # acknowledge and resolve alerts (within the scope)
+ACT_ON_ALERTS = "act_on_alerts"        # handle alerts, declare maintenance windows (within the scope)
 RECORD_MAINTENANCE = "record_maintenance"
 ANNOTATE = "annotate"
 MANAGE_USERS = "manage_users"          # users and their passwords, anyone's sessions
 VIEW_AUDIT = "view_audit"
+MANAGE_ALERTING = "manage_alerting"    # who is told of alerts and when: escalation chains (docs/escalation.md)
 OWN_ACCOUNT = "own_account"            # one's own API tokens, signing out everywhere
 # A route no entry of ROUTES names: only an administrator may use it until it is given an action.
 UNLISTED = "unlisted"
 
 ACTIONS = (VIEW, VIEW_FIGURES, EDIT_REGISTRY, ACT_ON_ALERTS, RECORD_MAINTENANCE, ANNOTATE, MANAGE_USERS,
-           VIEW_AUDIT, OWN_ACCOUNT, UNLISTED)
+           VIEW_AUDIT, OWN_ACCOUNT, MANAGE_ALERTING, UNLISTED)
 
 # Which role may do which action. A use unit is not given the figures: they are counted per district, type and
 # firm (compliance_daily has no use unit), and the use units' role is to read their own equipment and alerts.
@@ -48,17 +49,28 @@ READ, WRITE = "read", "write"
 ROUTES: dict[tuple[str, str], str] = {
     ("equipment", READ): VIEW,
     ("hazards", READ): VIEW,
+    ("alerts", READ): VIEW,
+    ("alerts", WRITE): ACT_ON_ALERTS,       # and the alert's equipment within the scope (alerts/handling.py)
+    ("silences", READ): VIEW,
+    ("silences", WRITE): ACT_ON_ALERTS,     # maintenance windows: within the scope (alerts/silences.py)
+    ("equipment", WRITE): RECORD_MAINTENANCE,  # a visit or inspection of an equipment within the scope
     ("registry", READ): VIEW,
     ("faultcodes", READ): VIEW,
     ("compliance", READ): VIEW_FIGURES,
     ("risk", READ): VIEW_FIGURES,
+    ("ratings", READ): VIEW_FIGURES,   # firm ratings: within the scope, not a use unit's (docs/ratings.md)
     ("registry", WRITE): EDIT_REGISTRY,
+    # Contacts hold addresses and secrets of every party, and routes decide who is told: administrators only.
+    ("contacts", READ): EDIT_REGISTRY,
+    ("contacts", WRITE): EDIT_REGISTRY,
     ("users", READ): MANAGE_USERS,
     ("users", WRITE): MANAGE_USERS,
     ("audit", READ): VIEW_AUDIT,
     ("tokens", READ): OWN_ACCOUNT,
     ("tokens", WRITE): OWN_ACCOUNT,
     ("auth", WRITE): OWN_ACCOUNT,   # signing out, here or everywhere
+    ("escalation", READ): MANAGE_ALERTING,
+    ("escalation", WRITE): MANAGE_ALERTING,
 }
 
 

@@ -1,24 +1,32 @@
-"""The equipment register: the list with inspection and online status (a page, JSON and CSV), and one equipment's
-page."""
+"""The equipment register: the list with inspection and online status (a page, JSON and CSV), one equipment's
+page, and recording a maintenance visit or an inspection result for it (a form of the page and the API), validated
+and stored as the records CSV import does (semon/registry/, docs/registry-csv.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from models import compliance, presence
 from semon import clock
+from semon.audit import record
+from semon.registry.fields import CHECKS, RECORD_FIELDS, record_problems, validate_cells
+from semon.registry.importer import Row, record_registry_problem, upsert_records
 from semon.scope import Scope, equipment_condition
-from semon.vocabulary import CONNECTION_STATES, EQUIPMENT_TYPES, INSPECTION_STATUSES
+from semon.vocabulary import CONNECTION_STATES, EQUIPMENT_TYPES, INSPECTION_RESULTS, INSPECTION_STATUSES
 from web import csvout
-from web.access import current_scope
+from web.access import actor, current_scope, current_user
 from web.db import connection, fetch_all, fetch_one
 from web.listing import Filter, Listing, Page, by_equipment, district_and_firm_choices, search
 from web.params import accepts
+from web.registry import Invalid, _body, _invalid
 
 bp = Blueprint("equipment", __name__)
+# A record's bad fields answer as the registry API's do: the message, the field and every problem.
+bp.errorhandler(Invalid)(_invalid)
 
 # The inspection status is compliance's status of this check (models/compliance.py), so that the pages agree
 # with /compliance and the overdue alerts; its never_recorded reads no_record here (docs/compliance.md).
@@ -76,7 +84,7 @@ SELECT m.kind, m.performed_on, f.name AS firm, m.notes
 _ALERTS_SQL = """
 SELECT a.id, a.kind, fc.description AS kind_description, fc.name_zh AS kind_name_zh, a.source, a.sources,
        a.severity, a.state, a.count,
-       a.first_seen, a.last_seen, a.acknowledged_at, a.resolved_at, a.message
+       a.first_seen, a.last_seen, a.acknowledged_at, a.on_site_at, a.resolved_at, a.message
   FROM alerts a LEFT JOIN fault_codes fc ON fc.name = a.kind
  WHERE a.equipment_id = %(id)s AND (a.state <> 'resolved') = %(open)s
  ORDER BY a.last_seen DESC, a.id DESC
@@ -192,7 +200,8 @@ def index() -> str:
 @accepts()
 def detail(code: str) -> str:
     """One equipment's page."""
-    return render_template("equipment_detail.html", e=_visible_equipment(code))
+    return render_template("equipment_detail.html", e=_visible_equipment(code), record_form={},
+                           **_record_choices())
 
 
 @bp.get("/api/equipment")
@@ -216,3 +225,77 @@ def api_csv() -> Response:
 def api_detail(code: str) -> Response:
     """One equipment as JSON."""
     return jsonify(_detail_item(_visible_equipment(code)))
+
+
+# --- recording a maintenance visit or an inspection result -------------------------------------------------------
+
+# The records CSV's fields but the equipment's code, which is the page's (docs/registry-csv.md).
+RECORD_ENTRY_FIELDS = {name: spec for name, spec in RECORD_FIELDS.items() if name != "code"}
+
+
+def _record_values(equipment: dict[str, Any], cells: dict[str, str]) -> dict[str, Any]:
+    """The record's values, validated as a row of the records CSV is; Invalid names every problem."""
+    problems: list[tuple[str, str]] = []
+    today = clock.today(connection())
+    cells = {name: value.strip() for name, value in cells.items()} | {"code": equipment["code"]}
+    user = current_user()
+    if cells.get("check") == "maintenance" and not cells.get("organisation") and user is not None and user.firm:
+        cells["organisation"] = user.firm  # a firm's own visit: the visit's firm is the one recording it
+    values = validate_cells(RECORD_FIELDS, cells, lambda f, r: problems.append((f, r)),
+                            rules=functools.partial(record_problems, today=today))
+    if values is not None:
+        found = record_registry_problem(values, equipment)
+        if found is not None:
+            problems.append(found)
+    if problems or values is None:
+        raise Invalid(problems)
+    return values
+
+
+def _add_record(code: str, cells: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """Validate and store one record of the visible equipment `code`, with its audit entry; (the record's values,
+    'new' or 'updated')."""
+    equipment = _visible_equipment(code)
+    values = _record_values(equipment, cells)
+    conn = connection()
+    with conn.transaction():
+        inserted, _ = upsert_records(conn, [Row(1, values)], {code: equipment["id"]})
+        outcome = "new" if inserted else "updated"
+        check = values["check"]
+        record(conn, actor(), "records.add", f"{check} of equipment {code} on {values['date']}", None,
+               {name: values.get(name) for name in RECORD_FIELDS} | {"outcome": outcome})
+    return values, outcome
+
+
+def _form_cells() -> dict[str, str]:
+    problems = [(name, "contains a NUL character") for name, value in request.form.items() if "\x00" in value]
+    if problems:
+        raise Invalid(problems)
+    return {name: request.form.get(name, "") for name in RECORD_ENTRY_FIELDS}
+
+
+@bp.post("/equipment/<code>/records")
+@accepts()
+def record_form(code: str) -> Response | tuple[str, int]:
+    """Record a maintenance visit or an inspection result from the equipment's page."""
+    try:
+        values, outcome = _add_record(code, _form_cells())
+    except Invalid as exc:
+        errors = [f"{field}: {reason}" for field, reason in exc.problems]
+        return render_template("equipment_detail.html", e=_visible_equipment(code), record_errors=errors,
+                               record_form=request.form, **_record_choices()), 400
+    flash(f"已记录 Recorded ({outcome}): {values['check']} on {values['date']}")
+    return redirect(url_for("equipment.detail", code=code) + "#records")
+
+
+@bp.post("/api/equipment/<code>/records")
+@accepts()
+def api_record(code: str) -> tuple[Response, int]:
+    """Record a maintenance visit or an inspection result: the records CSV's fields but code, as JSON."""
+    values, outcome = _add_record(code, _body(RECORD_ENTRY_FIELDS))
+    return jsonify({name: values.get(name) for name in RECORD_ENTRY_FIELDS} | {"code": code, "outcome": outcome}), \
+        201 if outcome == "new" else 200
+
+
+def _record_choices() -> dict[str, Any]:
+    return {"record_checks": tuple(CHECKS), "record_results": INSPECTION_RESULTS}

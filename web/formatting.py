@@ -27,10 +27,15 @@ def _utc_offset(value: dt.datetime) -> str:
 def timestamp(value: dt.datetime | dt.date | None) -> str:
     """A time to the minute in the users' zone, with the zone ("2026-12-02 00:30 UTC+8"); a date as is; blank
     for none."""
+    return "" if value is None else timestamp_in(value, zone())
+
+
+def timestamp_in(value: dt.datetime | dt.date | None, time_zone: ZoneInfo) -> str:
+    """`timestamp` in a given zone, for text made outside a request (alert messages, alerts/messages.py)."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        local = value.astimezone(zone())
+        local = value.astimezone(time_zone)
         return f"{local:%Y-%m-%d %H:%M} {_utc_offset(local)}"
     return value.isoformat()
 

@@ -15,7 +15,7 @@ bp = Blueprint("hazards", __name__)
 ITEM_FIELDS = ("id", "equipment_code", "equipment_type", "district", "address", "firm", "kind",
                "kind_description", "kind_name_zh", "source", "sources", "severity", "state", "count", "first_seen",
                "last_seen",
-               "acknowledged_at", "resolved_at", "message")
+               "acknowledged_at", "on_site_at", "resolved_at", "assigned_to", "muted_by", "silence_id", "message")
 
 # The alert's own firm is the one it was routed to when raised; the equipment's current firm stands in
 # for alerts raised before the equipment had one. A scope narrows on the equipment (district_id, firm_id,
@@ -27,7 +27,8 @@ SELECT * FROM (
            fc.description AS kind_description, fc.name_zh AS kind_name_zh, a.source, a.sources, a.severity,
            a.state, a.count, a.first_seen,
            a.last_seen,
-           a.acknowledged_at, a.resolved_at, a.message,
+           a.acknowledged_at, a.on_site_at, a.resolved_at, ua.username AS assigned_to, a.muted_by, a.silence_id,
+           a.message,
            array_position(%(severities)s::text[], a.severity) AS severity_rank
       FROM alerts a
       JOIN equipment e ON e.id = a.equipment_id
@@ -35,10 +36,11 @@ SELECT * FROM (
       LEFT JOIN maintenance_firms af ON af.id = a.firm_id
       LEFT JOIN maintenance_firms ef ON ef.id = e.firm_id
       LEFT JOIN fault_codes fc ON fc.name = a.kind
+      LEFT JOIN users ua ON ua.id = a.assigned_to
 ) hazards
 """
 
-# Without a state, the hazards are the alerts still open (acknowledged or not).
+# Without a state, the hazards are the alerts not resolved (open, acknowledged or on site).
 _STILL_OPEN: tuple[str, dict[str, str]] = ("state <> 'resolved'", {})
 
 HAZARDS = Listing(

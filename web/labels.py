@@ -105,6 +105,7 @@ ALERT_SOURCE_LABELS = {
 ALERT_STATE_LABELS = {
     "open": "Open (未处理)",
     "acknowledged": "Acknowledged (已确认)",
+    "on_site": "On site (已到场)",
     "resolved": "Resolved (已解决)",
 }
 EQUIPMENT_STATUS_LABELS = {

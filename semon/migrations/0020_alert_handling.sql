@@ -75,3 +75,25 @@ ALTER TABLE alert_routes DROP CONSTRAINT alert_routes_events_check,
 -- A reopened alert and an unacknowledged reminder reach whoever hears of the alert being raised.
 UPDATE alert_routes SET events = events || '{reopened}'::text[] WHERE 'raised' = ANY (events);
 UPDATE alert_routes SET events = events || '{unacknowledged}'::text[] WHERE recipient = 'firm';
+
+-- Inhibition as data (docs/alert-handling.md): while an open alert of `source_kind` (LIKE pattern, and of
+-- `source_source` when given) stands, new alerts of `target_kind` (LIKE) from `target_sources` (NULL: any) on the
+-- same equipment, the same use unit's site or the same district are recorded with muted_by = that alert and not
+-- notified; when it resolves, those still open are unmuted and notified then.
+CREATE TABLE inhibition_rules (
+    id              serial PRIMARY KEY,
+    source_kind     text NOT NULL CHECK (source_kind <> ''),
+    source_source   text,
+    target_kind     text NOT NULL DEFAULT '%' CHECK (target_kind <> ''),
+    target_sources  text[],
+    scope           text NOT NULL CHECK (scope IN ('equipment', 'use_unit', 'district')),
+    description     text NOT NULL DEFAULT ''
+);
+INSERT INTO inhibition_rules (source_kind, source_source, target_kind, target_sources, scope, description) VALUES
+    ('offline', 'presence', '%', '{rule,anomaly}', 'equipment',
+     'an offline monitor stands for the alerts its missing telemetry would derive (监测离线)');
+
+-- Reopening looks up the alerts resolved lately; unmuting finds the alerts one muted.
+CREATE INDEX alerts_resolved_at ON alerts (resolved_at) WHERE state = 'resolved';
+CREATE INDEX alerts_muted_by ON alerts (muted_by) WHERE muted_by IS NOT NULL;
+CREATE INDEX alerts_silence ON alerts (silence_id) WHERE silence_id IS NOT NULL;

@@ -232,16 +232,11 @@ def import_records_csv(config: Config, path: Path, actor: Actor | None = None) -
         equipment = {r["code"]: r for r in conn.execute(
             "SELECT id, code, type FROM equipment WHERE code = ANY(%s)", (codes,))}
         for row in parsed.rows:
-            code, check = row.values.get("code"), row.values.get("check")
-            found = equipment.get(code)
-            if code is not None and found is None:
-                parsed.problems.add(row.line, f"no equipment {code!r} in the registry (import the equipment CSV "
-                                              "first)", "code")
-            elif found is not None and check is not None and found["type"] not in CHECKS[check].applies_to:
-                parsed.problems.add(row.line, f"{check} does not apply to {found['type']} {code} (only to "
-                                              f"{', '.join(CHECKS[check].applies_to)})", "check")
+            found = record_registry_problem(row.values, equipment.get(row.values.get("code")))
+            if found is not None:
+                parsed.problems.add(row.line, found[1], found[0])
         rows = parsed.valid_rows()
-        inserted, updated = _upsert_records(conn, rows, {code: r["id"] for code, r in equipment.items()})
+        inserted, updated = upsert_records(conn, rows, {code: r["id"] for code, r in equipment.items()})
         visits = sum(CHECKS[r.values["check"]].table == "maintenance_records" for r in rows)
         summary = (f"{len(rows)} records ({len(rows) - visits} inspections and tests, {visits} maintenance visits): "
                    f"{inserted} new, {updated} updated, {len(rows) - inserted - updated} unchanged")
@@ -249,9 +244,22 @@ def import_records_csv(config: Config, path: Path, actor: Actor | None = None) -
     return summary + parsed.read_as
 
 
-def _upsert_records(conn, rows: list[Row], ids: dict[str, int]) -> tuple[int, int]:
-    """COPY the records into a scratch table, then one set-based upsert per table: a 10,000-equipment fleet has
-    hundreds of thousands of records, too many for a statement each. Returns (inserted, updated)."""
+def record_registry_problem(values: dict[str, Any], equipment: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(column, reason) when a record's equipment (its registry row with type, None if unknown) is not registered or
+    does not owe the record's check; None when it fits. The CSV import and the equipment page's form both ask."""
+    code, check = values.get("code"), values.get("check")
+    if code is not None and equipment is None:
+        return "code", f"no equipment {code!r} in the registry (import the equipment CSV first)"
+    if equipment is not None and check is not None and equipment["type"] not in CHECKS[check].applies_to:
+        return "check", (f"{check} does not apply to {equipment['type']} {code} (only to "
+                         f"{', '.join(CHECKS[check].applies_to)})")
+    return None
+
+
+def upsert_records(conn, rows: list[Row], ids: dict[str, int]) -> tuple[int, int]:
+    """COPY the records (rows of validated values by RECORD_FIELDS, equipment `ids` by code) into a scratch table,
+    then one set-based upsert per table: a 10,000-equipment fleet has hundreds of thousands of records, too many for a
+    statement each. Returns (inserted, updated)."""
     if not rows:
         return 0, 0
     # The columns the file has (every row has the same), as stored.
