@@ -316,3 +316,19 @@ def test_a_message_says_what_where_when_and_links_to_the_alert_chinese_first():
     assert "到期提醒 Due soon: 定期检验 — 2026-12-20 到期 due" in both.text
     assert "查看 View: https://semon.example.cn/equipment/BO-2" in both.text
     assert [n["notification_id"] for n in both.payload["notifications"]] == [7, 8]
+
+
+def test_the_alerts_timeline_says_which_contact_each_notification_reached_and_how(db, client, receiver):
+    only_firm_routes(db)
+    eid = register_equipment(db, "EL-T")
+    add_contact(db, firm_id(db), "webhook", receiver.url())
+    add_contact(db, firm_id(db), "sms", receiver.url(SMS_PATH), role="supervisor", duty_days=[6, 7])  # off duty
+    raise_at(db, T0, (eid, "entrapment", "critical"))
+    alert_id = db.execute("SELECT id FROM alerts WHERE equipment_id = %s", (eid,)).fetchone()["id"]
+    assert deliver(db, T0, SETTINGS, channels(receiver)).sent == 1
+    [notification] = client.get(f"/api/alerts/{alert_id}").get_json()["notifications"]
+    [reached] = notification["deliveries"]
+    assert (reached["contact"], reached["role"], reached["channel"], reached["status"], reached["attempts"]) == \
+        ("duty webhook", "duty", "webhook", "sent", 1)
+    page = client.get(f"/alerts/{alert_id}").get_data(as_text=True)
+    assert "→ duty webhook (duty) · webhook: sent, 1 attempt(s), sent 2026-12-02 10:00" in page

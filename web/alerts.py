@@ -59,6 +59,17 @@ SELECT n.id, n.created_at, n.event, n.recipient, COALESCE(f.name, u.name, d.name
   LEFT JOIN districts d ON d.id = n.district_id
  WHERE n.alert_id = %(id)s
  ORDER BY n.created_at, n.id"""
+# Whom each notification reached: one row per contact it went to, through which channel, and how that went (the
+# address and the error text stay on the admins' /contacts page).
+_DELIVERIES_SQL = """
+SELECT dl.notification_id, c.name AS contact, c.role, dl.channel, COALESCE(m.status, 'waiting') AS status,
+       COALESCE(m.attempts, 0) AS attempts, m.sent_at
+  FROM deliveries dl
+  JOIN notifications n ON n.id = dl.notification_id
+  LEFT JOIN contacts c ON c.id = dl.contact_id
+  LEFT JOIN delivery_messages m ON m.id = dl.message_id
+ WHERE n.alert_id = %(id)s
+ ORDER BY dl.id"""
 # Who an alert may be assigned to: the enabled users of its equipment's maintenance firm.
 _TECHNICIANS_SQL = ("SELECT username, display_name FROM users WHERE role = 'firm' AND NOT disabled"
                     " AND firm_id = %(firm_id)s ORDER BY username")
@@ -79,6 +90,11 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     item = {name: row[name] for name in ITEM_FIELDS}
     item["steps"] = fetch_all(_STEPS_SQL, {"id": alert_id})
     item["notifications"] = fetch_all(_NOTIFICATIONS_SQL, {"id": alert_id})
+    reached: dict[int, list[dict[str, Any]]] = {}
+    for row in fetch_all(_DELIVERIES_SQL, {"id": alert_id}):
+        reached.setdefault(row.pop("notification_id"), []).append(row)
+    for notification in item["notifications"]:
+        notification["deliveries"] = reached.get(notification["id"], [])
     return item
 
 
