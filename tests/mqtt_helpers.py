@@ -88,21 +88,30 @@ class StreamPublisher:
 
 
 class Subscriber:
-    """Collects every message on sem/v1/# with its retain flag and arrival time; as the ingester's account, which
-    may read them, unless told otherwise."""
+    """Collects every message on `topic` (sem/v1/#) with its retain flag and arrival time, and each as paho gave it
+    (`raw`); as the ingester's account, which may read them, unless told otherwise. Ready once the broker has
+    acknowledged the subscription."""
 
-    def __init__(self, url: str, *, username: str = INGESTER[0], password: str = INGESTER[1]):
+    def __init__(self, url: str, *, username: str = INGESTER[0], password: str = INGESTER[1],
+                 topic: str = "sem/v1/#"):
         self.messages: list[tuple[str, bytes, bool, float]] = []
+        self.raw: list[mqtt.MQTTMessage] = []
         self.lock = threading.Lock()
+        subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
         _connect(self.client, url, username, password, None)
-        self.client.subscribe("sem/v1/#", qos=1)
+        self.client.subscribe(topic, qos=1)
         self.client.loop_start()
+        if not subscribed.wait(10):
+            self.close()
+            raise TimeoutError(f"the broker at {url} did not acknowledge the subscription to {topic} in 10 s")
 
     def _on_message(self, client, userdata, message) -> None:
         with self.lock:
             self.messages.append((message.topic, message.payload, bool(message.retain), time.monotonic()))
+            self.raw.append(message)
 
     def received(self, channel: str, retained: bool | None = None,
                  district: str | None = None) -> list[tuple[str, bytes, bool, float]]:

@@ -5,10 +5,8 @@ broker."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from alerts.channels import Message, SendError, Target
@@ -21,7 +19,7 @@ from alerts.channels.wecom import WeCom
 from alerts.receivers import SMS_PATH, HttpReceiver, SmtpReceiver
 from semon.tls import endpoint_from_url, make_local_ca
 from tests.conftest import wait_until
-from tests.mqtt_helpers import INGESTER
+from tests.mqtt_helpers import INGESTER, Subscriber
 
 SECRET = "SEC-test-secret"
 MESSAGE = Message("key-1", "【紧急 Critical】新告警 New alert: 困人 · EL-1", "困人 entrapment\n查看 View: http://x/alerts/1",
@@ -132,21 +130,11 @@ def test_email_refuses_a_server_whose_certificate_it_cannot_trust(tmp_path):
 
 def test_mqtt_alert_is_published_on_the_firms_topic(broker):
     where = endpoint_from_url(broker.address, username=INGESTER[0], password=INGESTER[1])
-    got: list[mqtt.MQTTMessage] = []
-    subscribed = threading.Event()
-    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    where.configure(listener)
-    listener.on_message = lambda c, u, m: got.append(m)
-    listener.on_subscribe = lambda *args: subscribed.set()
-    listener.connect(where.host, where.port)
-    listener.loop_start()
+    listener = Subscriber(broker.address, topic="sem/v1/alerts/#")
     try:
-        listener.subscribe("sem/v1/alerts/#", qos=1)
-        assert subscribed.wait(5)
         Mqtt(where, 5).send(Target("mqtt", "7", party="7"), MESSAGE, now())
-        wait_until(lambda: got, message="the MQTT alert")
-        assert got[0].topic == "sem/v1/alerts/7" and got[0].qos == 1
-        assert json.loads(got[0].payload)["idempotency_key"] == "key-1"
+        wait_until(lambda: listener.raw, message="the MQTT alert")
+        assert listener.raw[0].topic == "sem/v1/alerts/7" and listener.raw[0].qos == 1
+        assert json.loads(listener.raw[0].payload)["idempotency_key"] == "key-1"
     finally:
-        listener.disconnect()
-        listener.loop_stop()
+        listener.close()

@@ -9,7 +9,6 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -22,7 +21,6 @@ from alerts.delivery import DeliverySettings, deliver
 from alerts.receivers import SMS_PATH, HttpReceiver, SmtpReceiver
 from alerts.store import AlertInput, raise_alerts
 from semon.clock import session_options
-from semon.tls import endpoint_from_url
 from tests.conftest import register_equipment, wait_until
 
 SECRET = "hook-secret"
@@ -265,34 +263,23 @@ def test_two_replicas_send_each_notification_once(db, db_url, base_config, recei
 def test_an_mqtt_contact_gets_its_firms_alerts_on_the_broker_and_the_ingester_ignores_them(config, db, ingester):
     from alerts.channels import channels_from_config
     from alerts.delivery import settings_from_config
-    from tests.mqtt_helpers import INGESTER
+    from tests.mqtt_helpers import Subscriber
 
     only_firm_routes(db)
     equipment = register_equipment(db, "EL-1")
     firm = firm_id(db)
     add_contact(db, firm, "mqtt", "", secret="")
-    where = endpoint_from_url(config.mqtt_url, username=INGESTER[0], password=INGESTER[1])
-    got: list = []
-    subscribed = threading.Event()
-    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    where.configure(listener)
-    listener.on_message = lambda c, u, m: got.append(m)
-    listener.on_subscribe = lambda *args: subscribed.set()
-    listener.connect(where.host, where.port)
-    listener.loop_start()
+    listener = Subscriber(config.mqtt_url, topic="sem/v1/alerts/#")
     try:
-        listener.subscribe("sem/v1/alerts/#", qos=1)
-        assert subscribed.wait(5)
         raise_at(db, T0, (equipment, "entrapment", "critical"))
         assert deliver(db, T0, settings_from_config(config), channels_from_config(config)).sent == 1
-        wait_until(lambda: got, message="the alert on the broker")
-        assert got[0].topic == f"sem/v1/alerts/{firm}"
-        assert json.loads(got[0].payload)["notifications"][0]["kind"] == "entrapment"
+        wait_until(lambda: listener.raw, message="the alert on the broker")
+        assert listener.raw[0].topic == f"sem/v1/alerts/{firm}"
+        assert json.loads(listener.raw[0].payload)["notifications"][0]["kind"] == "entrapment"
         time.sleep(0.5)  # the ingester has had the message too; it must not have stored it anywhere
         assert db.execute("SELECT count(*) AS n FROM dead_letter").fetchone()["n"] == 0
     finally:
-        listener.disconnect()
-        listener.loop_stop()
+        listener.close()
 
 
 def test_a_message_says_what_where_when_and_links_to_the_alert_chinese_first():

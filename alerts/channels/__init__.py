@@ -150,6 +150,18 @@ def json_answer(answer: bytes, where: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def robot_answer(answer: bytes, robot: str, address: str, too_fast: int, too_fast_words: str) -> None:
+    """Check a group robot's answer (DingTalk, WeCom: errcode 0 when it took the message): sending too fast is
+    retried later, any other refusal is permanent. SendError says which robot, by its host only."""
+    reply = json_answer(answer, f"the {robot} robot")
+    code = reply.get("errcode", 0)
+    if code == too_fast:
+        raise SendError(f"the {robot} robot at {url_host(address)} says: {too_fast_words}")
+    if code != 0:
+        raise SendError(f"the {robot} robot at {url_host(address)} refused the message: errcode {code} "
+                        f"{reply.get('errmsg', '')}", permanent=True)
+
+
 def channels_from_config(config: Config) -> dict[str, Channel]:
     """Every channel, configured from the settings."""
     from alerts.channels import dingtalk, email, mqtt, sms, webhook, wecom

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from urllib.parse import quote_plus
 
-from alerts.channels import Message, SendError, Target, json_answer, post_json, url_host
+from alerts.channels import Message, Target, post_json, robot_answer
 
 # The robot's own limit on a markdown text; longer is cut with a note (the link leads to the rest).
 MAX_TEXT = 18000
@@ -47,10 +47,4 @@ class DingTalk:
         body = json.dumps({"msgtype": "markdown", "markdown": {"title": message.subject[:100], "text": text}},
                           ensure_ascii=False).encode()
         _, answer = post_json(signed_url(target.address, target.secret, now), body, {}, self.timeout_s)
-        reply = json_answer(answer, "the DingTalk robot")
-        code = reply.get("errcode", 0)
-        if code == TOO_FAST:
-            raise SendError(f"the DingTalk robot at {url_host(target.address)} says: sending too fast")
-        if code != 0:
-            raise SendError(f"the DingTalk robot at {url_host(target.address)} refused the message: errcode {code} "
-                            f"{reply.get('errmsg', '')}", permanent=True)
+        robot_answer(answer, "DingTalk", target.address, TOO_FAST, "sending too fast")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from alerts.channels import Message, SendError, Target, json_answer, post_json, url_host
+from alerts.channels import Message, Target, post_json, robot_answer
 
 MAX_BYTES = 4096  # the robot's limit on markdown content, in UTF-8 bytes
 TOO_FAST = 45009  # "api freq out of limit": more than 20 a minute
@@ -34,10 +34,4 @@ class WeCom:
         body = json.dumps({"msgtype": "markdown", "markdown": {"content": clip(message.markdown)}},
                           ensure_ascii=False).encode()
         _, answer = post_json(target.address, body, {}, self.timeout_s)
-        reply = json_answer(answer, "the WeCom robot")
-        code = reply.get("errcode", 0)
-        if code == TOO_FAST:
-            raise SendError(f"the WeCom robot at {url_host(target.address)} says: api freq out of limit")
-        if code != 0:
-            raise SendError(f"the WeCom robot at {url_host(target.address)} refused the message: errcode {code} "
-                            f"{reply.get('errmsg', '')}", permanent=True)
+        robot_answer(answer, "WeCom", target.address, TOO_FAST, "api freq out of limit")
