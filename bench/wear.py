@@ -628,13 +628,23 @@ def visits_of(labels: Iterable[Label], ids: Mapping[str, int]) -> list[Visit]:
     return sorted(visits, key=lambda v: v.at)
 
 
+def forget_alerts(conn: psycopg.Connection, which: str, params: Sequence[Any]) -> None:
+    """Delete the alerts `which` (a WHERE clause on alerts) picks, with what refers to them: their steps, their
+    notifications and those notifications' deliveries, and the mutes they set on others."""
+    chosen = f"SELECT id FROM alerts WHERE {which}"
+    notified = f"SELECT id FROM notifications WHERE alert_id IN ({chosen})"
+    conn.execute(f"DELETE FROM deliveries WHERE notification_id IN ({notified})", params)
+    conn.execute(f"DELETE FROM notifications WHERE alert_id IN ({chosen})", params)
+    conn.execute(f"DELETE FROM alert_steps WHERE alert_id IN ({chosen})", params)
+    conn.execute(f"UPDATE alerts SET muted_by = NULL WHERE muted_by IN ({chosen})", params)
+    conn.execute(f"DELETE FROM alerts WHERE {which}", params)
+
+
 def reset_wear_state(conn: psycopg.Connection) -> None:
     """Forget what a replay left: the wear alerts (and their notifications), scores, models, cursors and the records
     it wrote. The own baselines stay: they do not depend on the detector."""
     with conn.transaction():
-        conn.execute("DELETE FROM notifications WHERE alert_id IN (SELECT id FROM alerts WHERE source = %s)",
-                     (WEAR_SOURCE,))
-        conn.execute("DELETE FROM alerts WHERE source = %s", (WEAR_SOURCE,))
+        forget_alerts(conn, "source = %s", (WEAR_SOURCE,))
         conn.execute("DELETE FROM wear_scores")
         conn.execute("DELETE FROM wear_models")
         conn.execute("DELETE FROM job_cursors WHERE name LIKE 'wear_score:%'")
@@ -879,9 +889,7 @@ def _remove_timing(conn: psycopg.Connection, ids: list[int]) -> None:
             conn.execute(f"DELETE FROM {rollup_table(equipment_type)} WHERE equipment_id = ANY(%s)", (ids,))
         for table in ("wear_scores", "wear_baselines", "equipment_state"):
             conn.execute(f"DELETE FROM {table} WHERE equipment_id = ANY(%s)", (ids,))
-        conn.execute("DELETE FROM notifications WHERE alert_id IN (SELECT id FROM alerts WHERE equipment_id = ANY(%s))",
-                     (ids,))
-        conn.execute("DELETE FROM alerts WHERE equipment_id = ANY(%s)", (ids,))
+        forget_alerts(conn, "equipment_id = ANY(%s)", (ids,))
         conn.execute("DELETE FROM equipment WHERE id = ANY(%s)", (ids,))
 
 
