@@ -77,7 +77,7 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable, Iterable, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
@@ -285,12 +285,12 @@ class Feed:
 
 
 def fleet_simulation(seed: int, interval_s: float, shard: tuple[int, int] = (0, 1),
-                     scenario: str = SCENARIO) -> FleetSimulation:
-    """A scenario's fleet (the evaluation fleet by default) as `semon simulate --scenario S --reporting-share 0`
-    runs it."""
+                     scenario: str = SCENARIO, today: date | None = None) -> FleetSimulation:
+    """A scenario's fleet (the evaluation fleet by default) as `semon simulate --scenario S --reporting-share 0
+    [--today DAY]` runs it."""
     parsed = load_scenario(scenario)
     parsed = replace(parsed, monitors=replace(parsed.monitors, reporting_share=0.0))
-    return FleetSimulation(parsed, seed, interval_s, shard=shard)
+    return FleetSimulation(parsed, seed, interval_s, today=today, shard=shard)
 
 
 _progress: Any = None  # a worker's queue to the parent

@@ -99,7 +99,7 @@ from collections import Counter, defaultdict  # noqa: E402
 from collections.abc import Callable, Iterable, Mapping, Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from dataclasses import asdict, dataclass, field, replace  # noqa: E402
-from datetime import UTC, date, datetime, timedelta  # noqa: E402
+from datetime import UTC, date, datetime, timedelta, tzinfo  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
@@ -397,6 +397,7 @@ class Unit:
     db_url: str
     ids: Mapping[str, int]
     run: str = ""  # the run's key (JSON): a unit done is noted under it, and a run cut short resumes without it
+    today: str = ""  # the fleet's day (fleet_day), ISO; "" in a unit noted before there was one
 
 
 @dataclass
@@ -451,7 +452,8 @@ def run_unit(unit: Unit, batch_size: int = 20_000) -> UnitResult:
     """Simulate one unit's equipment for its days and store what the ingester would: every message parsed as it
     parses it (ingest/messages.py) and written in batches by its own writer (ingest/writer.py, rules off)."""
     started_cpu = time.process_time()
-    simulation = fleet_simulation(unit.seed, unit.interval_s, unit.shard, unit.scenario)
+    simulation = fleet_simulation(unit.seed, unit.interval_s, unit.shard, unit.scenario,
+                                  date.fromisoformat(unit.today) if unit.today else None)
     registry = _Registry(simulation, unit.ids)
     start = datetime.fromtimestamp(unit.clock_epoch, simulation.scenario.tz)
     end_s = unit.days * DAY_S
@@ -561,14 +563,22 @@ def _report(number: int, at_s: float, samples: int) -> None:
     _progress.put((number, at_s, samples))
 
 
-def register_fleets(config: Config, db_url: str, scenario: str, seeds: Sequence[int],
-                    directory: Path) -> dict[int, dict[str, int]]:
+def fleet_day(clock_epoch: float, total_days: float, tz: tzinfo) -> date:
+    """The day a run's fleets are built for (their equipment's ages and records count back from it): the last day
+    their telemetry covers. The direct path and `semon simulate --today` of the end-to-end phase both use it, so that
+    a database kept and reused on a later day still meets the same fleet (a database kept from before was built for
+    the day its run began, which is this day for a run begun in the evening, UTC)."""
+    return datetime.fromtimestamp(clock_epoch + total_days * DAY_S - 1, tz).date()
+
+
+def register_fleets(config: Config, db_url: str, scenario: str, seeds: Sequence[int], directory: Path,
+                    today: date) -> dict[int, dict[str, int]]:
     """Every seed's fleet in the registry, through the registry CSV import, its codes suffixed with the seed;
     returns the ids per seed and monitor code."""
     fleet = []
     parsed = load_scenario(scenario)
     for seed in seeds:
-        fleet += [replace(e, code=registry_code(e.code, seed)) for e in build_fleet(parsed, seed, date.today())]
+        fleet += [replace(e, code=registry_code(e.code, seed)) for e in build_fleet(parsed, seed, today)]
     path = directory / "registry.csv"
     write_registry_csv(fleet, path, records=False)
     import_registry_csv(config.replace(database_url=db_url), path, create_districts=True)
@@ -908,7 +918,9 @@ def end_to_end(settings: WearBenchSettings, config: Config, name: str, fleet: Fl
     scenario = bench_scenario(settings.warmup_days, directory)
     seed = settings.first_seed
     registry = directory / "registry-e2e.csv"
-    write_registry_csv(build_fleet(load_scenario(scenario), seed, date.today()), registry, records=False)
+    parsed = load_scenario(scenario)
+    today = fleet_day(fleet.clock_epoch, settings.total_days, parsed.tz)  # the direct path's fleet, not today's
+    write_registry_csv(build_fleet(parsed, seed, today), registry, records=False)
     import_registry_csv(config.replace(database_url=e2e_url), registry, create_districts=True)
     broker = PrivateBroker(directory / "broker")
     broker.directory.mkdir()
@@ -928,7 +940,8 @@ def end_to_end(settings: WearBenchSettings, config: Config, name: str, fleet: Fl
     simulator = Child("simulator", semon_command(
         "simulate", "--scenario", scenario, "--seed", str(seed), "--interval", f"{settings.interval_s:g}",
         "--speed", f"{speed:.6g}", "--clock-start", clock.isoformat(), "--duration", f"{E2E_WALL_S:g}",
-        "--reporting-share", "0", "--report-every", "10"), {"SEMON_MQTT_URL": broker.url}, REPO)
+        "--reporting-share", "0", "--report-every", "10", "--today", today.isoformat()), {"SEMON_MQTT_URL": broker.url},
+        REPO)
     stack.callback(simulator.stop, 30)
     started = time.monotonic()
     while simulator.running():
@@ -1119,8 +1132,8 @@ def generate(settings: WearBenchSettings, config: Config, db_url: str, directory
     seeds = [settings.first_seed + s for s in range(settings.seeds)]
     tz = load_scenario(scenario).tz
     if row is None:
-        ids = register_fleets(config, db_url, scenario, seeds, directory)
         epoch = clock_start(settings.total_days, time.time(), tz)
+        ids = register_fleets(config, db_url, scenario, seeds, directory, fleet_day(epoch, settings.total_days, tz))
         with connect_patiently(db_url, autocommit=True) as conn:
             conn.execute("INSERT INTO bench_wear_run (key, clock_epoch) VALUES (%s::jsonb, %s)", (key, epoch))
     else:
@@ -1130,8 +1143,10 @@ def generate(settings: WearBenchSettings, config: Config, db_url: str, directory
     # Units small enough that a run cut short loses little, as many for each process.
     base = settings.processes // math.gcd(settings.seeds, settings.processes)
     shards = min(fleet_size, base * max(1, math.ceil(UNITS_PER_PROCESS * settings.processes / (settings.seeds * base))))
+    today = fleet_day(epoch, settings.total_days, tz).isoformat()
     units = [Unit(number, seed, (k, shards), settings.total_days, epoch, settings.interval_s, scenario, db_url,
-                  ids[seed], key) for number, (seed, k) in enumerate((s, k) for s in seeds for k in range(shards))]
+                  ids[seed], key, today)
+             for number, (seed, k) in enumerate((s, k) for s in seeds for k in range(shards))]
     log(f"fleet: {settings.seeds} realisation(s) of the {SCENARIO} fleet ({fleet_size} equipment, seeds "
         f"{seeds[0]}..{seeds[-1]}), {settings.warmup_days:g} days of service before the scenario's "
         f"{settings.days:g}, every monitor every {settings.interval_s:g} s, the monitors' clock starting at "

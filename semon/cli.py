@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -234,11 +235,14 @@ def registry_export(ctx: _Context, kind: str, csv_file: Path | None) -> None:
 @click.option("--reporting-share", type=click.FloatRange(0, 1), default=None,
               help="share of monitors that report their own faults, instead of the scenario's (0: every monitor "
                    "sends telemetry only)")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="the day the fleet's ages and records count back from (default: today): the same seed and day "
+                   "make the same fleet")
 @pass_ctx
 def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int | None,
              interval: float | None, duration: float | None, speed: float, history: str | None,
              processes: int | None, labels_path: Path | None, malformed: float, report_every: float,
-             clock_start: str | None, reporting_share: float | None) -> None:
+             clock_start: str | None, reporting_share: float | None, today: datetime | None) -> None:
     """Simulate a fleet of monitors publishing over MQTT, or write its registry CSV (docs/simulate.md)."""
     from simulators.run import (
         SimulationError,
@@ -250,7 +254,7 @@ def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int 
 
     seed = ctx.config.simulate_seed if seed is None else seed
     if registry_csv is not None:
-        count = write_scenario_registry(scenario, seed, registry_csv)
+        count = write_scenario_registry(scenario, seed, registry_csv, today.date() if today else None)
         click.echo(f"wrote {count} equipment to {registry_csv}")
         return
     try:
@@ -265,7 +269,8 @@ def simulate(ctx: _Context, scenario: str, registry_csv: Path | None, seed: int 
         run_simulation(ctx.config, scenario, seed=seed, interval_s=interval or ctx.config.simulate_interval_s,
                        duration_s=duration, speed=speed, history_s=history_s, processes=processes,
                        labels_path=labels_path, malformed_share=malformed, report_every_s=report_every,
-                       clock_start_s=clock_start_s, clock_epoch=clock_epoch, reporting_share=reporting_share)
+                       clock_start_s=clock_start_s, clock_epoch=clock_epoch, reporting_share=reporting_share,
+                       today=today.date() if today else None)
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
 

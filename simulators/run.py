@@ -185,10 +185,10 @@ def default_processes(devices: int, interval_s: float, mode: TimeMode) -> int:
     return max(1, min(wanted, cpus, devices))
 
 
-def write_scenario_registry(scenario: str, seed: int, path: Path) -> int:
+def write_scenario_registry(scenario: str, seed: int, path: Path, today: date | None = None) -> int:
     """Generate the fleet of a scenario and write its equipment registry CSV (and its records CSV next to it);
-    return the number of rows."""
-    today = date.today()
+    return the number of rows. `today`: the day its ages and records count back from (default: today)."""
+    today = today or date.today()
     return write_registry_csv(build_fleet(load_scenario(scenario), seed, today), path, today)
 
 
@@ -207,6 +207,7 @@ class ShardSpec:
     malformed_share: float = 0.0
     log_level: str | int = logging.INFO
     reporting_share: float | None = None  # overrides the scenario's monitors.reporting_share
+    today: date | None = None  # the day the fleet's ages count back from (None: today)
 
 
 @dataclass
@@ -240,7 +241,8 @@ def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: floa
                    stop_event: threading.Event | None = None, speed: float = 1.0, history_s: float = 0.0,
                    processes: int | None = None, labels_path: Path | None = None, malformed_share: float = 0.0,
                    report_every_s: float = RATE_LOG_EVERY_S, clock_start_s: float = 0.0,
-                   clock_epoch: float | None = None, reporting_share: float | None = None) -> SimulationStats:
+                   clock_epoch: float | None = None, reporting_share: float | None = None,
+                   today: date | None = None) -> SimulationStats:
     """Publish the fleet's status, telemetry and fault events until stopped, duration_s passes or a signal.
 
     reporting_share, when given, replaces the scenario's share of monitors that report their own faults
@@ -263,7 +265,8 @@ def run_simulation(config: Config, scenario: str, *, seed: int, interval_s: floa
         raise ConfigError(f"processes must be between 1 and the number of devices ({fleet_size})")
     specs = [ShardSpec(mqtt, scenario, seed, interval_s, (k, count), mode, duration_s,
                        labels=labels_path is not None, malformed_share=malformed_share,
-                       log_level=logging.getLogger().level, reporting_share=reporting_share) for k in range(count)]
+                       log_level=logging.getLogger().level, reporting_share=reporting_share, today=today)
+             for k in range(count)]
     stop = stop_event or threading.Event()
     restore_signals = _stop_on_signals(stop)
     log.info("simulating %d monitors of scenario %s (seed %d), one message each per %.3g s, %s, in %d %s, on %s",
@@ -527,7 +530,7 @@ def _run_shard(spec: ShardSpec, outbox: _Channel, stop: threading.Event, board: 
         scenario = load_scenario(spec.scenario)
         if spec.reporting_share is not None:
             scenario = replace(scenario, monitors=replace(scenario.monitors, reporting_share=spec.reporting_share))
-        simulation = FleetSimulation(scenario, spec.seed, spec.interval_s, shard=spec.shard,
+        simulation = FleetSimulation(scenario, spec.seed, spec.interval_s, today=spec.today, shard=spec.shard,
                                      malformed_share=spec.malformed_share)
         runner = _ShardRunner(spec, simulation, outbox, stop)
         runner.run(board)

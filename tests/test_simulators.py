@@ -541,3 +541,24 @@ def test_run_simulation_stops_after_its_duration(broker, base_config, tmp_path):
         assert stats.published["status"] == 6 and stats.dropped == 0
     finally:
         clear_retained(broker.url, status_topics)
+
+
+def test_the_same_seed_and_day_make_the_same_fleet_whatever_day_it_is_simulated_on(tmp_path):
+    from click.testing import CliRunner
+
+    from semon.cli import cli
+
+    # `semon simulate --today`: a benchmark that kept its telemetry meets the same fleet again on a later day.
+    day = date(2026, 1, 5)
+    result = CliRunner().invoke(cli, ["simulate", "--scenario", "demo", "--seed", "7", "--today", day.isoformat(),
+                                      "--registry-csv", str(tmp_path / "then.csv")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    write_scenario_registry("demo", 7, tmp_path / "direct.csv", day)
+    assert (tmp_path / "then.csv").read_text(encoding="utf-8") == (tmp_path / "direct.csv").read_text(encoding="utf-8")
+    installed = [date.fromisoformat(r["install_date"]) for r in csv.DictReader((tmp_path / "then.csv").open())]
+    assert max(installed) < day
+    write_scenario_registry("demo", 7, tmp_path / "today.csv")
+    assert (tmp_path / "today.csv").read_text(encoding="utf-8") != (tmp_path / "then.csv").read_text(encoding="utf-8")
+    a = FleetSimulation(load_scenario("demo"), 7, 30.0, today=day)
+    b = FleetSimulation(load_scenario("demo"), 7, 30.0, today=day)
+    assert [e.install_date for e in a.fleet_all] == [e.install_date for e in b.fleet_all]
