@@ -43,6 +43,14 @@ def held_back_sql(alert: str, at: str) -> str:
             f" OR EXISTS (SELECT FROM silences hs WHERE hs.id = {alert}.silence_id AND {in_force_sql('hs', at)}))")
 
 
+def _party_sql(recipient: str) -> tuple[str, str]:
+    """SQL for the party a kind of recipient (`recipient`, an expression) is for an equipment row `e`: the columns
+    firm_id, use_unit_id, district_id of the outbox row (one set), and the party's id (NULL: the equipment has none)."""
+    columns = ",\n       ".join(f"CASE WHEN {recipient} = '{kind}' THEN e.{kind}_id END" for kind in RECIPIENTS)
+    party = f"CASE {recipient} " + " ".join(f"WHEN '{kind}' THEN e.{kind}_id" for kind in RECIPIENTS) + " END"
+    return columns, party
+
+
 def queue_sql(changes: str) -> str:
     """An INSERT that queues one outbox row per alert change, matching route and existing recipient.
 
@@ -51,15 +59,12 @@ def queue_sql(changes: str) -> str:
     A change of an alert that a standing mark holds back is not queued (docs/alert-handling.md): muted_by while the
     muting alert is not resolved at `at`, silence_id while its window is in force at `at`. The writer of a new alert
     leaves it out itself when it marks it: the row its own statement writes is not visible here."""
-    recipient_id = ("CASE r.recipient WHEN 'firm' THEN e.firm_id WHEN 'use_unit' THEN e.use_unit_id"
-                    " ELSE e.district_id END")
+    columns, party = _party_sql("r.recipient")
     return f"""
 INSERT INTO notifications (alert_id, reminder_id, event, recipient, firm_id, use_unit_id, district_id,
                            created_at, next_attempt_at)
 SELECT c.alert_id, c.reminder_id, c.event, r.recipient,
-       CASE WHEN r.recipient = 'firm' THEN e.firm_id END,
-       CASE WHEN r.recipient = 'use_unit' THEN e.use_unit_id END,
-       CASE WHEN r.recipient = 'district' THEN e.district_id END,
+       {columns},
        c.at, c.at
   FROM {changes} c
   JOIN equipment e ON e.id = c.equipment_id
@@ -68,7 +73,7 @@ SELECT c.alert_id, c.reminder_id, c.event, r.recipient,
    AND (r.min_severity IS NULL
         OR array_position({_SEVERITY_ORDER}, c.severity) <= array_position({_SEVERITY_ORDER}, r.min_severity)
         OR (r.when_no_firm AND e.firm_id IS NULL))
- WHERE {recipient_id} IS NOT NULL
+ WHERE {party} IS NOT NULL
    AND NOT EXISTS (SELECT FROM alerts qa WHERE qa.id = c.alert_id AND {held_back_sql("qa", "c.at")})"""
 
 
@@ -78,15 +83,13 @@ def escalation_queue_sql(reached: str) -> str:
 
     `reached` names a relation with the columns alert_id, equipment_id, recipient, contact_role, escalation_stage
     and at."""
+    columns, party = _party_sql("s.recipient")
     return f"""
 INSERT INTO notifications (alert_id, event, recipient, firm_id, use_unit_id, district_id, contact_role,
                            escalation_stage, created_at, next_attempt_at)
 SELECT s.alert_id, 'escalated', s.recipient,
-       CASE WHEN s.recipient = 'firm' THEN e.firm_id END,
-       CASE WHEN s.recipient = 'use_unit' THEN e.use_unit_id END,
-       CASE WHEN s.recipient = 'district' THEN e.district_id END,
+       {columns},
        s.contact_role, s.escalation_stage, s.at, s.at
   FROM {reached} s
   JOIN equipment e ON e.id = s.equipment_id
- WHERE CASE s.recipient WHEN 'firm' THEN e.firm_id WHEN 'use_unit' THEN e.use_unit_id ELSE e.district_id END
-       IS NOT NULL"""
+ WHERE {party} IS NOT NULL"""

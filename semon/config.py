@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from semon.vocabulary import SEVERITIES
+from semon.vocabulary import SEVERITIES, WEAR_DETECTORS
 
 
 class ConfigError(Exception):
@@ -384,7 +384,7 @@ SETTINGS: tuple[Setting, ...] = (
             "on its training days, more is stricter", _parse_positive_float),
     Setting("wear_detector", "fleet_zscore", "the fleet model: fleet_zscore, robust_covariance, isolation_forest "
             "or zscore (docs/wear.md)",
-            _parse_choice(("fleet_zscore", "robust_covariance", "isolation_forest", "zscore"))),
+            _parse_choice(WEAR_DETECTORS)),
     # Delivery of the notifications outbox (alerts/delivery.py, docs/delivery.md).
     Setting("delivery_interval_s", 2.0, "how often the delivery job resolves, groups and sends notifications",
             _parse_positive_float),

@@ -13,6 +13,8 @@ TOPIC_ROOT = "sem/v1"
 # Most severe first; the hazards page and routing sort on this order.
 SEVERITIES = ("critical", "high", "medium", "low")
 ALERT_STATES = ("open", "acknowledged", "on_site", "resolved")  # docs/alert-handling.md
+# The wear models' fleet detectors (docs/wear.md); the first is the default.
+WEAR_DETECTORS = ("fleet_zscore", "robust_covariance", "isolation_forest", "zscore")
 # Who raised an alert (docs/alerts.md): the monitor, a rule on its telemetry, a wear model, the compliance scan,
 # the presence job.
 ALERT_SOURCES = ("device", "rule", "anomaly", "compliance", "presence")

@@ -172,34 +172,29 @@ def _period_sums(equipment_type: str, trim: int, windows: str) -> str:
     denominator over the period's windows less the `trim` windows with the most excess in the direction wear moves
     the feature, if it is known in at least TRIM_MIN_SHARE × `trim` of them. A door held open at a landing for half an
     hour is no wear of the door operator: wear moves every hour, and one hour's burst must not make the period."""
-    values, ratios, ranks, sums = [], ["0 AS q"], ["0 AS r"], []
-    for i, f in enumerate(features_of(equipment_type)):
-        known = f"({f.num}) IS NOT NULL AND ({f.den}) > 0"
-        values += [f"CASE WHEN {known} THEN ({f.num}) END AS n{i}", f"CASE WHEN {known} THEN ({f.den}) END AS d{i}"]
-        kept = ""
-        if trim:
-            ratios.append(f"sum(n{i}) OVER g / NULLIF(sum(d{i}) OVER g, 0) AS q{i}, count(n{i}) OVER g AS c{i}")
-            excess = f"{'' if f.rises else '-'}(n{i} - d{i} * q{i})"
-            ranks.append(f"row_number() OVER (g ORDER BY {excess} DESC NULLS LAST) AS r{i}")
-            kept = f"FILTER (WHERE r{i} > {trim} OR c{i} < {TRIM_MIN_SHARE * trim})"
-        sums += [f"COALESCE(sum(n{i}) {kept}, 0)", f"COALESCE(sum(d{i}) {kept}, 0)"]
+    features = features_of(equipment_type)
+    # Each feature's numerator and denominator in a window, NULL where the window does not know it.
+    parts = [(f"CASE WHEN ({f.num}) IS NOT NULL AND ({f.den}) > 0 THEN ({part}) END")
+             for f in features for part in (f.num, f.den)]
     if not trim:  # one aggregate over the windows, as fast as it gets
-        whole = []
-        for f in features_of(equipment_type):
-            known = f"({f.num}) IS NOT NULL AND ({f.den}) > 0"
-            whole += [f"COALESCE(sum(CASE WHEN {known} THEN ({f.num}) END), 0)",
-                      f"COALESCE(sum(CASE WHEN {known} THEN ({f.den}) END), 0)"]
+        whole = ", ".join(f"COALESCE(sum({part}), 0)" for part in parts)
         return f"""
-        SELECT equipment_id, period, sum(covered_s)::float8, sum(samples)::float8,
-               ARRAY[{", ".join(whole)}]::float8[]
+        SELECT equipment_id, period, sum(covered_s)::float8, sum(samples)::float8, ARRAY[{whole}]::float8[]
           FROM ({windows}) a GROUP BY 1, 2 ORDER BY 1, 2"""
+    values = ", ".join(f"{part} AS {'nd'[k % 2]}{k // 2}" for k, part in enumerate(parts))
+    ratios, ranks, sums = [], [], []
+    for i, f in enumerate(features):
+        ratios.append(f"sum(n{i}) OVER g / NULLIF(sum(d{i}) OVER g, 0) AS q{i}, count(n{i}) OVER g AS c{i}")
+        excess = f"{'' if f.rises else '-'}(n{i} - d{i} * q{i})"
+        ranks.append(f"row_number() OVER (g ORDER BY {excess} DESC NULLS LAST) AS r{i}")
+        kept = f"FILTER (WHERE r{i} > {trim} OR c{i} < {TRIM_MIN_SHARE * trim})"
+        sums += [f"COALESCE(sum(n{i}) {kept}, 0)", f"COALESCE(sum(d{i}) {kept}, 0)"]
     return f"""
         SELECT equipment_id, period, sum(covered_s)::float8, sum(samples)::float8,
                ARRAY[{", ".join(sums)}]::float8[]
           FROM (SELECT *, {", ".join(ranks)}
                   FROM (SELECT *, {", ".join(ratios)}
-                          FROM (SELECT equipment_id, period, covered_s, samples, {", ".join(values)}
-                                  FROM ({windows}) a) v
+                          FROM (SELECT equipment_id, period, covered_s, samples, {values} FROM ({windows}) a) v
                         WINDOW g AS (PARTITION BY equipment_id, period)) q
                 WINDOW g AS (PARTITION BY equipment_id, period)) r
          GROUP BY 1, 2 ORDER BY 1, 2"""

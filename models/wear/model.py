@@ -30,8 +30,9 @@ from models.wear.baseline import (
     rest_days,
 )
 from models.wear.features import features_of
+from semon.vocabulary import WEAR_DETECTORS
 
-DETECTORS = ("fleet_zscore", "robust_covariance", "isolation_forest", "zscore")
+DETECTORS = WEAR_DETECTORS
 # Deviations are cut at this many spreads: beyond it a feature is simply far off, and a feature that divided by a
 # near zero scale must not swamp the others.
 CLIP = 50.0
